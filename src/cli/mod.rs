@@ -1,0 +1,40 @@
+//! Command-line interface: one file per subcommand group, each only parsing and dispatching.
+
+pub mod collect;
+pub mod daemon;
+
+use clap::{Parser, Subcommand};
+
+/// prescient: proactive resource management for the tenant VMs of a KVM host.
+///
+/// It learns each tenant's behaviour from libvirt's statistics and keeps it in a profile
+/// database, so that resources can be retuned before demand arrives.
+#[derive(Parser, Debug)]
+#[command(name = "prescient", version, about, long_about)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `prescient=trace`); overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control loop: collect every domain's stats each interval into the profile
+    /// database, until SIGINT or SIGTERM.
+    Daemon(daemon::DaemonArgs),
+    /// Read the tenants' stats now (two bulk reads a short window apart, for rates) and print
+    /// them.
+    Collect(collect::CollectArgs),
+}
+
+/// What went wrong, for `main` to print.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Daemon(a) => daemon::run(a),
+        Command::Collect(a) => collect::run(a),
+    }
+}

@@ -1,0 +1,253 @@
+//! The daemon's TOML configuration: defaults for everything, unknown keys refused, and
+//! `validate()` with messages that name the file and the field.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub profile: ProfileConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// libvirt connection URI.
+    pub uri: String,
+    /// Control interval: one bulk stats call per interval.
+    pub interval_seconds: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// The SQLite profile database.
+    pub path: PathBuf,
+    /// How long raw samples (one per interval) are kept.
+    pub raw_retention_hours: f64,
+    /// How long 5-minute aggregates are kept.
+    pub history_retention_days: f64,
+    /// How often raw samples are rolled up and old rows dropped.
+    pub maintenance_minutes: f64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            uri: "qemu:///system".into(),
+            interval_seconds: 10.0,
+        }
+    }
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            path: PathBuf::from("/var/lib/prescient/profile.db"),
+            raw_retention_hours: 48.0,
+            history_retention_days: 90.0,
+            maintenance_minutes: 5.0,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemon: DaemonConfig::default(),
+            profile: ProfileConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {origin}: {field} {message}")]
+    Invalid {
+        origin: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Check every value; `origin` names where the values came from in the message.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field, message: String| {
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                field,
+                message,
+            })
+        };
+        let range = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+        let d = &self.daemon;
+        let p = &self.profile;
+        if d.uri.trim().is_empty() {
+            return bad("daemon.uri", "is empty; use e.g. \"qemu:///system\"".into());
+        }
+        if !range(d.interval_seconds, 0.05, 3600.0) {
+            return bad(
+                "daemon.interval_seconds",
+                format!("= {} is outside 0.05 … 3600", d.interval_seconds),
+            );
+        }
+        if p.path.as_os_str().is_empty() {
+            return bad("profile.path", "is empty".into());
+        }
+        if !range(p.raw_retention_hours, 0.1, 24.0 * 365.0) {
+            return bad(
+                "profile.raw_retention_hours",
+                format!("= {} is outside 0.1 … 8760", p.raw_retention_hours),
+            );
+        }
+        if !range(p.history_retention_days, 1.0, 3650.0) {
+            return bad(
+                "profile.history_retention_days",
+                format!("= {} is outside 1 … 3650", p.history_retention_days),
+            );
+        }
+        if p.history_retention_days * 24.0 < p.raw_retention_hours {
+            return bad(
+                "profile.history_retention_days",
+                format!(
+                    "= {} days is shorter than profile.raw_retention_hours = {} h; history \
+                     must outlive the raw samples it summarises",
+                    p.history_retention_days, p.raw_retention_hours
+                ),
+            );
+        }
+        if !range(p.maintenance_minutes, 0.01, 1440.0) {
+            return bad(
+                "profile.maintenance_minutes",
+                format!("= {} is outside 0.01 … 1440", p.maintenance_minutes),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn retention(&self) -> crate::profile::Retention {
+        crate::profile::Retention {
+            raw_ms: (self.profile.raw_retention_hours * 3600e3) as i64,
+            history_ms: (self.profile.history_retention_days * 86400e3) as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prescient.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.daemon.uri, "qemu:///system");
+        assert_eq!(c.retention().raw_ms, 48 * 3600 * 1000);
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = parse("[daemon]\ninterval_seconds = 2\n[profile]\npath = \"/tmp/p.db\"\n").unwrap();
+        assert_eq!(c.daemon.interval_seconds, 2.0);
+        assert_eq!(c.daemon.uri, "qemu:///system");
+        assert_eq!(c.profile.path, PathBuf::from("/tmp/p.db"));
+        assert_eq!(c.profile.history_retention_days, 90.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = parse("[daemon]\nintervall_seconds = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("intervall_seconds") && e.contains("prescient.toml"),
+            "{e}"
+        );
+        let e = parse("[deamon]\n").unwrap_err().to_string();
+        assert!(e.contains("deamon"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field_and_line() {
+        let e = parse("[daemon]\ninterval_seconds = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("interval_seconds") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        for (text, field) in [
+            (
+                "[daemon]\ninterval_seconds = 0\n",
+                "daemon.interval_seconds",
+            ),
+            (
+                "[daemon]\ninterval_seconds = -5\n",
+                "daemon.interval_seconds",
+            ),
+            ("[daemon]\nuri = \" \"\n", "daemon.uri"),
+            (
+                "[profile]\nraw_retention_hours = 0\n",
+                "profile.raw_retention_hours",
+            ),
+            (
+                "[profile]\nhistory_retention_days = 0.5\n",
+                "profile.history_retention_days",
+            ),
+            (
+                "[profile]\nraw_retention_hours = 100\nhistory_retention_days = 2\n",
+                "profile.history_retention_days",
+            ),
+            ("[profile]\npath = \"\"\n", "profile.path"),
+            (
+                "[profile]\nmaintenance_minutes = 1e9\n",
+                "profile.maintenance_minutes",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{text}: {e}");
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = Config::load(Path::new("/nonexistent/prescient.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/prescient.toml"));
+    }
+}

@@ -1,0 +1,142 @@
+//! The daemon driver: the control loop on a timer against the libvirt backend, on its own
+//! thread (libvirt calls block), with the async runtime left for signals and, later, the
+//! control socket. SIGINT/SIGTERM stop it gracefully: the cycle in flight finishes, the
+//! profile writer commits what is queued and checkpoints the database.
+
+use crate::backend::Backend;
+use crate::backend::libvirt::LibvirtBackend;
+use crate::collect::Observation;
+use crate::config::Config;
+use crate::pipeline::Controller;
+use crate::profile::{ProfileDb, writer::ProfileWriter};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+pub struct Options {
+    pub reset_db: bool,
+    /// Print a per-tenant table every cycle (the demo's live view).
+    pub print_stats: bool,
+}
+
+pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
+    let db = ProfileDb::open(&cfg.profile.path, opts.reset_db)?;
+    tracing::info!(path = %db.path().display(), "profile database open");
+    let counts = db.counts()?;
+    tracing::info!(
+        tenants = counts.tenants,
+        samples = counts.samples,
+        history = counts.history,
+        "profile holds"
+    );
+    let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
+    let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
+    let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
+    let interval = Duration::from_secs_f64(cfg.daemon.interval_seconds);
+    tracing::info!(
+        backend = %backend.describe(),
+        interval_s = cfg.daemon.interval_seconds,
+        "prescient daemon running"
+    );
+
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let print = opts.print_stats;
+    let control = std::thread::Builder::new()
+        .name("control-loop".into())
+        .spawn(move || {
+            control_loop(
+                backend,
+                Controller::new(Some(writer)),
+                interval,
+                stop_rx,
+                print,
+            )
+        })
+        .map_err(DaemonError::Runtime)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        Ok::<(), DaemonError>(())
+    })?;
+    let _ = stop_tx.send(());
+    match control.join() {
+        Ok(Some(stats)) => tracing::info!(
+            samples = stats.samples_committed,
+            transactions = stats.transactions,
+            dropped = stats.observations_dropped,
+            "profile flushed and closed"
+        ),
+        Ok(None) => {}
+        Err(_) => tracing::error!("the control loop panicked"),
+    }
+    Ok(())
+}
+
+fn control_loop(
+    mut backend: LibvirtBackend,
+    mut controller: Controller,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+    print: bool,
+) -> Option<crate::profile::writer::WriterStats> {
+    let mut next = Instant::now();
+    let mut failing = false;
+    loop {
+        match controller.step(&mut backend) {
+            Ok(obs) => {
+                if failing {
+                    tracing::info!("collection recovered");
+                    failing = false;
+                }
+                tracing::debug!(tenants = obs.tenants.len(), "cycle {}", controller.cycles());
+                if print {
+                    print_cycle(&obs);
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!("collection failed (retrying every interval): {e}");
+                }
+                failing = true;
+            }
+        }
+        next += interval;
+        let now = Instant::now();
+        if next < now {
+            next = now; // a slow cycle: do not try to catch up in a burst
+        }
+        match stop.recv_timeout(next - now) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => break,
+        }
+    }
+    controller.shutdown()
+}
+
+fn print_cycle(obs: &Observation) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", crate::cli::collect::render_table(obs));
+    let _ = out.flush();
+}

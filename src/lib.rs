@@ -1,0 +1,14 @@
+//! prescient: proactive resource management for the tenant VMs of a KVM host.
+//!
+//! The pipeline, one module a stage: [`collect`] → [`profile`] (→ forecast → allocate →
+//! actuate → feedback, as those stages land), around the host [`backend`] seam. The daemon
+//! ([`daemon`]) and the CLI ([`cli`]) are thin drivers of one control loop ([`pipeline`]).
+
+pub mod backend;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod daemon;
+pub mod model;
+pub mod pipeline;
+pub mod profile;

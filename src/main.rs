@@ -1,0 +1,23 @@
+use clap::Parser;
+use prescient::cli::{Cli, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = match &cli.log {
+        Some(f) => EnvFilter::try_new(f),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    };
+    let filter = filter.unwrap_or_else(|e| {
+        eprintln!("prescient: error: --log: {e}");
+        std::process::exit(2);
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("prescient: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,498 @@
+//! Profile: each tenant's behavioural history in an embedded SQLite database.
+//!
+//! * WAL journal, `synchronous=NORMAL`: a committed transaction survives `kill -9` of the
+//!   daemon (it is in the WAL, which the OS holds), and readers never block the writer.
+//! * Versioned schema (`PRAGMA user_version`) under our own `application_id`, so that a
+//!   foreign or corrupt file is refused with an error naming it, never overwritten. Starting
+//!   afresh takes an explicit `--reset-db`, which moves the old file aside.
+//! * Raw samples at the control interval for `raw_retention`, 5-minute aggregates for
+//!   `history_retention`: the file's size stays bounded.
+//!
+//! Writes happen on the writer thread ([`writer`]), in batches, off the control loop.
+
+pub mod writer;
+
+use crate::collect::{Observation, TenantStats};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// `PRAGMA application_id` of a prescient profile ("PRES").
+pub const APPLICATION_ID: i32 = 0x5052_4553;
+
+/// Length of a history bucket.
+pub const BUCKET_MS: i64 = 300_000;
+
+/// Migrations, applied in order; `user_version` = how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id             INTEGER PRIMARY KEY,
+    uuid           TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL,
+    class          TEXT NOT NULL,
+    policy_json    TEXT NOT NULL,
+    vcpus          INTEGER NOT NULL,
+    max_memory_kib INTEGER NOT NULL,
+    first_seen_ms  INTEGER NOT NULL,
+    last_seen_ms   INTEGER NOT NULL
+);
+CREATE TABLE samples (
+    tenant_id            INTEGER NOT NULL REFERENCES tenants(id),
+    ts_ms                INTEGER NOT NULL,
+    cpu_cores            REAL,
+    cpu_delay_ratio      REAL,
+    mem_used_kib         REAL,
+    balloon_current_kib  REAL,
+    mem_unused_kib       REAL,
+    mem_usable_kib       REAL,
+    mem_rss_kib          REAL,
+    swap_in_kib_per_s    REAL,
+    swap_out_kib_per_s   REAL,
+    major_faults_per_s   REAL,
+    disk_rd_bytes_per_s  REAL,
+    disk_wr_bytes_per_s  REAL,
+    disk_rd_iops         REAL,
+    disk_wr_iops         REAL,
+    net_rx_bytes_per_s   REAL,
+    net_tx_bytes_per_s   REAL,
+    net_rx_pkts_per_s    REAL,
+    net_tx_pkts_per_s    REAL,
+    net_drops_per_s      REAL,
+    PRIMARY KEY (tenant_id, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE history (
+    tenant_id    INTEGER NOT NULL REFERENCES tenants(id),
+    bucket_ms    INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    cpu_mean     REAL, cpu_max  REAL,
+    mem_mean     REAL, mem_max  REAL,
+    disk_mean    REAL, disk_max REAL,
+    net_mean     REAL, net_max  REAL,
+    delay_mean   REAL,
+    PRIMARY KEY (tenant_id, bucket_ms)
+) WITHOUT ROWID;
+CREATE TABLE state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#];
+
+/// The latest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+type Column = (&'static str, fn(&TenantStats) -> Option<f64>);
+
+fn total(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    values.fold(Some(0.0), |acc, v| Some(acc? + v?))
+}
+
+/// The per-sample columns after (tenant_id, ts_ms), with how each is read off the stats.
+const SAMPLE_COLUMNS: &[Column] = &[
+    ("cpu_cores", |t| t.usage.cpu),
+    ("cpu_delay_ratio", |t| t.cpu.delay_ratio),
+    ("mem_used_kib", |t| t.usage.mem),
+    ("balloon_current_kib", |t| {
+        t.mem.balloon_current_kib.map(|v| v as f64)
+    }),
+    ("mem_unused_kib", |t| t.mem.unused_kib.map(|v| v as f64)),
+    ("mem_usable_kib", |t| t.mem.usable_kib.map(|v| v as f64)),
+    ("mem_rss_kib", |t| t.mem.rss_kib.map(|v| v as f64)),
+    ("swap_in_kib_per_s", |t| t.mem.swap_in_kib_per_s),
+    ("swap_out_kib_per_s", |t| t.mem.swap_out_kib_per_s),
+    ("major_faults_per_s", |t| t.mem.major_faults_per_s),
+    ("disk_rd_bytes_per_s", |t| {
+        total(t.disks.iter().map(|d| d.rd_bytes_per_s))
+    }),
+    ("disk_wr_bytes_per_s", |t| {
+        total(t.disks.iter().map(|d| d.wr_bytes_per_s))
+    }),
+    ("disk_rd_iops", |t| total(t.disks.iter().map(|d| d.rd_iops))),
+    ("disk_wr_iops", |t| total(t.disks.iter().map(|d| d.wr_iops))),
+    ("net_rx_bytes_per_s", |t| {
+        total(t.nics.iter().map(|n| n.rx_bytes_per_s))
+    }),
+    ("net_tx_bytes_per_s", |t| {
+        total(t.nics.iter().map(|n| n.tx_bytes_per_s))
+    }),
+    ("net_rx_pkts_per_s", |t| {
+        total(t.nics.iter().map(|n| n.rx_pkts_per_s))
+    }),
+    ("net_tx_pkts_per_s", |t| {
+        total(t.nics.iter().map(|n| n.tx_pkts_per_s))
+    }),
+    ("net_drops_per_s", |t| {
+        total(
+            t.nics
+                .iter()
+                .flat_map(|n| [n.rx_drops_per_s, n.tx_drops_per_s]),
+        )
+    }),
+];
+
+/// Errors of the profile database, each naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "{path} is not a prescient profile database ({why}); refusing to touch it. Point \
+         [profile] path elsewhere, or pass --reset-db to move it aside and start a new one"
+    )]
+    Foreign { path: PathBuf, why: String },
+    #[error(
+        "{path} is corrupt ({why}); refusing to write to it. Keep it for inspection and pass \
+         --reset-db to move it aside and start a new one"
+    )]
+    Corrupt { path: PathBuf, why: String },
+    #[error(
+        "{path} has schema version {found}, newer than this prescient knows ({known}); \
+         upgrade prescient or use another file"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot move {path} aside to {to}: {source}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the directory of {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// Retention settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub raw_ms: i64,
+    pub history_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_ms: 48 * 3600 * 1000,
+            history_ms: 90 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// An open, validated profile database.
+pub struct ProfileDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Sizes of the stored history, for status output and tests.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Counts {
+    pub tenants: i64,
+    pub samples: i64,
+    pub history: i64,
+}
+
+impl ProfileDb {
+    /// Open (creating if absent) and migrate. With `reset`, an existing file that cannot be
+    /// used is renamed to `<file>.bad-<unix seconds>` first (never deleted).
+    pub fn open(path: &Path, reset: bool) -> Result<ProfileDb, ProfileError> {
+        match Self::open_checked(path) {
+            Err(e @ (ProfileError::Foreign { .. } | ProfileError::Corrupt { .. })) if reset => {
+                let to = move_aside(path)?;
+                tracing::warn!("{e}; moved it to {} and starting a new one", to.display());
+                Self::open_checked(path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<ProfileDb, ProfileError> {
+        let sql = |source| ProfileError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| ProfileError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        check_header(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let corrupt = |why: String| ProfileError::Corrupt {
+            path: path.to_path_buf(),
+            why,
+        };
+        // Reading the schema is the first thing that touches the pages.
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        let objects: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if app_id != APPLICATION_ID && !(app_id == 0 && objects == 0) {
+            return Err(ProfileError::Foreign {
+                path: path.to_path_buf(),
+                why: format!(
+                    "application_id {app_id:#x} with {objects} schema objects, expected {APPLICATION_ID:#x}"
+                ),
+            });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(ProfileError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(sql)?;
+        let mut db = ProfileDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.migrate(version)?;
+        Ok(db)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> ProfileError {
+        ProfileError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self, from: i64) -> Result<(), ProfileError> {
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            let to = i as i64 + 1;
+            let tx = self.conn.transaction().map_err(|e| ProfileError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(m)
+                .and_then(|_| {
+                    tx.execute_batch(&format!(
+                        "PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={to};"
+                    ))
+                })
+                .and_then(|_| tx.commit())
+                .map_err(|e| ProfileError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            tracing::info!(path = %self.path.display(), "profile schema migrated to v{to}");
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Store one or more observations in a single transaction.
+    pub fn write(&mut self, batch: &[Observation]) -> Result<usize, ProfileError> {
+        let path = self.path.clone();
+        let sql = |source| ProfileError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut written = 0;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO tenants (uuid, name, class, policy_json, vcpus, max_memory_kib,
+                                          first_seen_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                     ON CONFLICT(uuid) DO UPDATE SET name=?2, class=?3, policy_json=?4, vcpus=?5,
+                         max_memory_kib=?6, last_seen_ms=max(last_seen_ms, ?7)
+                     RETURNING id",
+                )
+                .map_err(sql)?;
+            let cols: Vec<&str> = SAMPLE_COLUMNS.iter().map(|(n, _)| *n).collect();
+            let marks = vec!["?"; cols.len() + 2].join(",");
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO samples (tenant_id, ts_ms, {}) VALUES ({marks})",
+                    cols.join(",")
+                ))
+                .map_err(sql)?;
+            for obs in batch {
+                for t in &obs.tenants {
+                    let policy = serde_json::to_string(&t.policy).unwrap_or_default();
+                    let id: i64 = upsert
+                        .query_row(
+                            params![
+                                t.id.uuid,
+                                t.id.name,
+                                t.policy.class.name(),
+                                policy,
+                                t.vcpus,
+                                t.max_memory_kib as i64,
+                                obs.at_unix_ms
+                            ],
+                            |r| r.get(0),
+                        )
+                        .map_err(sql)?;
+                    let mut values: Vec<rusqlite::types::Value> =
+                        Vec::with_capacity(cols.len() + 2);
+                    values.push(id.into());
+                    values.push(obs.at_unix_ms.into());
+                    for (_, read) in SAMPLE_COLUMNS {
+                        values.push(match read(t).filter(|v| v.is_finite()) {
+                            Some(v) => v.into(),
+                            None => rusqlite::types::Value::Null,
+                        });
+                    }
+                    insert
+                        .execute(rusqlite::params_from_iter(values))
+                        .map_err(sql)?;
+                    written += 1;
+                }
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(written)
+    }
+
+    /// Roll completed raw samples up into 5-minute history and drop what is past retention.
+    /// `now_ms` is the time of the newest sample.
+    pub fn maintain(&mut self, now_ms: i64, retention: Retention) -> Result<(), ProfileError> {
+        let path = self.path.clone();
+        let sql = |source| ProfileError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let done: i64 = tx
+            .query_row(
+                "SELECT value FROM state WHERE key='rolled_up_to_ms'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or(0);
+        let upto = now_ms.div_euclid(BUCKET_MS) * BUCKET_MS; // only completed buckets
+        if upto > done {
+            tx.execute(
+                "INSERT OR REPLACE INTO history
+                 SELECT tenant_id, (ts_ms / ?3) * ?3, count(*),
+                        avg(cpu_cores), max(cpu_cores), avg(mem_used_kib), max(mem_used_kib),
+                        avg(disk_rd_bytes_per_s + disk_wr_bytes_per_s),
+                        max(disk_rd_bytes_per_s + disk_wr_bytes_per_s),
+                        avg(net_rx_bytes_per_s + net_tx_bytes_per_s),
+                        max(net_rx_bytes_per_s + net_tx_bytes_per_s),
+                        avg(cpu_delay_ratio)
+                 FROM samples WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2",
+                params![done, upto, BUCKET_MS],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('rolled_up_to_ms', ?1)",
+                params![upto],
+            )
+            .map_err(sql)?;
+        }
+        // Raw samples are only dropped once rolled up.
+        let raw_cut = (now_ms - retention.raw_ms).min(upto);
+        tx.execute("DELETE FROM samples WHERE ts_ms < ?1", params![raw_cut])
+            .map_err(sql)?;
+        tx.execute(
+            "DELETE FROM history WHERE bucket_ms < ?1",
+            params![now_ms - retention.history_ms],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Result<Counts, ProfileError> {
+        let one = |q: &str| -> Result<i64, ProfileError> {
+            self.conn
+                .query_row(q, [], |r| r.get(0))
+                .map_err(|e| self.sql(e))
+        };
+        Ok(Counts {
+            tenants: one("SELECT count(*) FROM tenants")?,
+            samples: one("SELECT count(*) FROM samples")?,
+            history: one("SELECT count(*) FROM history")?,
+        })
+    }
+
+    /// Checkpoint the WAL into the main file (at shutdown).
+    pub fn checkpoint(&self) -> Result<(), ProfileError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.sql(e))
+    }
+}
+
+/// A non-empty file that does not start with SQLite's header is foreign: say so before SQLite
+/// gets a chance to treat it as something else.
+fn check_header(path: &Path) -> Result<(), ProfileError> {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(()); // absent: will be created
+    };
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head).unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    if n < 16 || &head != b"SQLite format 3\0" {
+        return Err(ProfileError::Foreign {
+            path: path.to_path_buf(),
+            why: "it is not an SQLite file".into(),
+        });
+    }
+    Ok(())
+}
+
+fn move_aside(path: &Path) -> Result<PathBuf, ProfileError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let to = PathBuf::from(format!("{}.bad-{stamp}", path.display()));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        if from.exists() {
+            let dest = PathBuf::from(format!("{}{suffix}", to.display()));
+            std::fs::rename(&from, &dest).map_err(|source| ProfileError::MoveAside {
+                path: from.clone(),
+                to: dest.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests;

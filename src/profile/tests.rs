@@ -1,0 +1,216 @@
+use super::*;
+use crate::backend::{DomainCounters, DomainSnapshot, Snapshot};
+use crate::collect::{Collector, Observation};
+use crate::model::TenantId;
+
+fn obs(collector: &mut Collector, t_s: i64, n_tenants: usize) -> Observation {
+    let domains = (0..n_tenants)
+        .map(|i| DomainSnapshot {
+            id: TenantId {
+                uuid: format!("00000000-0000-0000-0000-00000000000{i}"),
+                name: format!("vm{i}"),
+            },
+            counters: DomainCounters {
+                cpu_time_ns: Some(t_s as u64 * 500_000_000),
+                ..DomainCounters::default()
+            },
+            ..DomainSnapshot::default()
+        })
+        .collect();
+    collector.ingest(&Snapshot {
+        at_unix_ms: t_s * 1000,
+        mono_ns: t_s as u64 * 1_000_000_000,
+        domains,
+        ..Snapshot::default()
+    })
+}
+
+#[test]
+fn creates_migrates_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/profile.db");
+    let mut db = ProfileDb::open(&path, false).unwrap();
+    let mut c = Collector::new();
+    let batch: Vec<_> = (0..5).map(|i| obs(&mut c, 1000 + 10 * i, 3)).collect();
+    assert_eq!(db.write(&batch).unwrap(), 15);
+    drop(db);
+    let db = ProfileDb::open(&path, false).unwrap();
+    assert_eq!(
+        db.counts().unwrap(),
+        Counts {
+            tenants: 3,
+            samples: 15,
+            history: 0
+        }
+    );
+    let v: i64 = db
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    // The first sample of each tenant has no rate: stored as NULL, not 0.
+    let nulls: i64 = db
+        .conn
+        .query_row(
+            "SELECT count(*) FROM samples WHERE cpu_cores IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nulls, 3);
+    let cpu: f64 = db
+        .conn
+        .query_row("SELECT max(cpu_cores) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert!((cpu - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn foreign_files_are_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.db");
+    std::fs::write(&text, "my precious notes, not a database at all").unwrap();
+    let err = ProfileDb::open(&text, false).err().unwrap();
+    assert!(matches!(err, ProfileError::Foreign { .. }));
+    assert!(err.to_string().contains("notes.db"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "my precious notes, not a database at all"
+    );
+
+    let other = dir.path().join("other.sqlite");
+    let c = Connection::open(&other).unwrap();
+    c.execute_batch("CREATE TABLE accounts (id INTEGER); INSERT INTO accounts VALUES (7);")
+        .unwrap();
+    drop(c);
+    let err = ProfileDb::open(&other, false).err().unwrap();
+    assert!(matches!(err, ProfileError::Foreign { .. }), "{err}");
+    let c = Connection::open(&other).unwrap();
+    let v: i64 = c
+        .query_row("SELECT id FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 7, "the foreign database is untouched");
+}
+
+#[test]
+fn corrupt_file_is_refused_and_reset_moves_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    {
+        let mut db = ProfileDb::open(&path, false).unwrap();
+        let mut c = Collector::new();
+        let batch: Vec<_> = (0..200).map(|i| obs(&mut c, 1000 + 10 * i, 5)).collect();
+        db.write(&batch).unwrap();
+        db.checkpoint().unwrap();
+    }
+    // Scribble over the pages after the header page.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192);
+    for b in &mut bytes[4096..] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = ProfileDb::open(&path, false).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            ProfileError::Corrupt { .. } | ProfileError::Foreign { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("profile.db"));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing overwritten");
+
+    let db = ProfileDb::open(&path, true).unwrap();
+    assert_eq!(db.counts().unwrap().samples, 0);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("profile.db.bad-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "old file kept beside the new one");
+    assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    drop(ProfileDb::open(&path, false).unwrap());
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(&format!("PRAGMA user_version={}", SCHEMA_VERSION + 1))
+        .unwrap();
+    drop(c);
+    let err = ProfileDb::open(&path, true).err().unwrap();
+    assert!(matches!(err, ProfileError::TooNew { .. }), "{err}");
+}
+
+#[test]
+fn rollup_and_retention_bound_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let mut db = ProfileDb::open(&path, false).unwrap();
+    let mut c = Collector::new();
+    // Two hours of 10 s samples for 2 tenants.
+    let start = 1_700_000_000 / 300 * 300;
+    let batch: Vec<_> = (0..720).map(|i| obs(&mut c, start + 10 * i, 2)).collect();
+    db.write(&batch).unwrap();
+    let now_ms = (start + 7190) * 1000;
+    let retention = Retention {
+        raw_ms: 3600 * 1000,
+        history_ms: 90 * 60 * 1000,
+    };
+    db.maintain(now_ms, retention).unwrap();
+    let counts = db.counts().unwrap();
+    // 23 buckets of 5 min per tenant were complete (the one holding `now` is not); those
+    // starting within the last 90 min are kept: start+1800 s … start+6600 s, 17 each.
+    assert_eq!(counts.history, 2 * 17, "{counts:?}");
+    // Raw samples: only the last hour remains.
+    let min_ts: i64 = db
+        .conn
+        .query_row("SELECT min(ts_ms) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert!(min_ts >= now_ms - 3600 * 1000);
+    assert!(counts.samples <= 2 * 361);
+    // Aggregates are right: 0.5 cores throughout.
+    let (n, mean): (i64, f64) = db
+        .conn
+        .query_row(
+            "SELECT n, cpu_mean FROM history ORDER BY bucket_ms DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(n, 30);
+    assert!((mean - 0.5).abs() < 1e-9);
+    // Idempotent.
+    db.maintain(now_ms, retention).unwrap();
+    assert_eq!(db.counts().unwrap(), counts);
+}
+
+#[test]
+fn writer_batches_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let db = ProfileDb::open(&path, false).unwrap();
+    let mut w = writer::ProfileWriter::spawn(
+        db,
+        Retention::default(),
+        std::time::Duration::from_secs(3600),
+    );
+    let mut c = Collector::new();
+    for i in 0..100 {
+        w.submit(obs(&mut c, 1000 + i, 4));
+    }
+    w.flush().unwrap();
+    let reader = ProfileDb::open(&path, false).unwrap();
+    assert_eq!(reader.counts().unwrap().samples, 400);
+    let stats = w.shutdown();
+    assert_eq!(stats.samples_committed, 400);
+    assert!(stats.transactions >= 1 && stats.transactions <= 100);
+    assert_eq!(stats.observations_dropped, 0);
+}
