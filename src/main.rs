@@ -1,12 +1,18 @@
 use clap::Parser;
-use prescient::cli::{Cli, run};
+use prescient::cli::{Cli, Command, run};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
+    // The daemon tells what it does; one-shot commands speak only of problems.
+    let default = match cli.command {
+        Command::Daemon(_) => "info",
+        _ => "warn",
+    };
     let filter = match &cli.log {
         Some(f) => EnvFilter::try_new(f),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default)),
     };
     let filter = filter.unwrap_or_else(|e| {
         eprintln!("prescient: error: --log: {e}");
@@ -15,6 +21,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = run(cli) {
         eprintln!("prescient: error: {e}");
