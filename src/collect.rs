@@ -125,14 +125,6 @@ fn ms_per_req(
     (dn > 0).then(|| dt as f64 / dn as f64 / 1e6)
 }
 
-fn sum(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let mut total = None;
-    for v in values {
-        total = Some(total.unwrap_or(0.0) + v?);
-    }
-    total
-}
-
 impl Collector {
     pub fn new() -> Self {
         Self::default()
@@ -209,7 +201,10 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         .enumerate()
         .map(|(i, v)| ns(p.vcpus.get(i).and_then(|q| q.delay_ns), v.delay_ns))
         .collect();
-    let delay_ratio = sum(vcpu_delay.iter().copied())
+    let delay_ratio = vcpu_delay
+        .iter()
+        .copied()
+        .sum::<Option<f64>>()
         .filter(|_| !vcpu_delay.is_empty())
         .map(|s| s / vcpu_delay.len() as f64);
     let cpu = CpuStats {
@@ -287,12 +282,15 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         })
         .collect();
 
-    let disk_total = sum(disks
+    // A total with an unknown part is unknown.
+    let disk_total: Option<f64> = disks
         .iter()
-        .flat_map(|d| [d.rd_bytes_per_s, d.wr_bytes_per_s]));
-    let net_total = sum(nics
+        .flat_map(|d| [d.rd_bytes_per_s, d.wr_bytes_per_s])
+        .sum();
+    let net_total: Option<f64> = nics
         .iter()
-        .flat_map(|n| [n.rx_bytes_per_s, n.tx_bytes_per_s]));
+        .flat_map(|n| [n.rx_bytes_per_s, n.tx_bytes_per_s])
+        .sum();
     TenantStats {
         id: d.id.clone(),
         policy: d.config.policy.clone(),

@@ -90,12 +90,8 @@ pub fn render_table(obs: &Observation) -> String {
     let mut tenants: Vec<_> = obs.tenants.iter().collect();
     tenants.sort_by(|a, b| a.id.name.cmp(&b.id.name));
     for t in tenants {
-        let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| {
-            t.disks.iter().map(f).try_fold(0.0, |a, v| v.map(|v| a + v))
-        };
-        let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| {
-            t.nics.iter().map(f).try_fold(0.0, |a, v| v.map(|v| a + v))
-        };
+        let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| t.disks.iter().map(f).sum();
+        let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| t.nics.iter().map(f).sum();
         let kib = |v: Option<u64>| opt(v.map(|v| v as f64), 1024.0, 0);
         let mut name = t.id.name.clone();
         if t.policy.metadata_error.is_some() {

@@ -81,8 +81,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 type Column = (&'static str, fn(&TenantStats) -> Option<f64>);
 
+/// The sum, or None if any part is unknown.
 fn total(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    values.fold(Some(0.0), |acc, v| Some(acc? + v?))
+    values.sum()
 }
 
 /// The per-sample columns after (tenant_id, ts_ms), with how each is read off the stats.

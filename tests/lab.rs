@@ -1,0 +1,503 @@
+//! Real-VM tests against the lab (`scripts/lab up`: TCG guests under libvirtd with recurring
+//! CPU, memory, disk and network phases). `scripts/test` brings the lab up and runs these
+//! with `--include-ignored --test-threads=1`; a plain `cargo test` skips them as ignored.
+
+use prescient::backend::Backend;
+use prescient::backend::libvirt::LibvirtBackend;
+use prescient::collect::{Observation, TenantStats};
+use prescient::model::Class;
+use prescient::pipeline::Controller;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const URI: &str = "qemu:///system";
+
+fn virsh(args: &[&str]) -> String {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .output()
+        .expect("running virsh");
+    assert!(
+        out.status.success(),
+        "virsh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn running_lab_tenants() -> Vec<String> {
+    let mut names: Vec<String> = virsh(&["list", "--name", "--state-running"])
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with("prescient-lab-"))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
+fn serial_log(name: &str) -> String {
+    format!("/var/log/libvirt/qemu/{name}-serial.log")
+}
+
+/// `lab.phase=` from the domain's kernel command line.
+fn phase_seconds(name: &str) -> u64 {
+    let xml = virsh(&["dumpxml", name]);
+    xml.split_whitespace()
+        .find_map(|w| w.strip_prefix("lab.phase="))
+        .and_then(|v| {
+            v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .expect("lab.phase= on the kernel command line")
+}
+
+/// Phase markers seen so far on a guest's console, with the host time they were first seen.
+struct PhaseLog {
+    path: String,
+    seen: Vec<(Instant, String)>,
+}
+
+impl PhaseLog {
+    fn new(name: &str) -> Self {
+        let mut log = PhaseLog {
+            path: serial_log(name),
+            seen: Vec::new(),
+        };
+        // Markers already in the file belong to the past: remember them as old.
+        let old = Instant::now() - Duration::from_secs(3600);
+        for p in Self::markers(&log.path) {
+            log.seen.push((old, p));
+        }
+        log
+    }
+
+    fn markers(path: &str) -> Vec<String> {
+        let text = std::fs::read(path).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("PRESCIENT-LAB PHASE "))
+            .filter_map(|rest| rest.split_whitespace().next().map(String::from))
+            .collect()
+    }
+
+    fn poll(&mut self) {
+        let all = Self::markers(&self.path);
+        let now = Instant::now();
+        for p in all.into_iter().skip(self.seen.len()) {
+            self.seen.push((now, p));
+        }
+    }
+
+    /// The phase that covered all of [from, to], with `margin` after its start; None when a
+    /// phase boundary falls inside (the rate would mix two phases).
+    fn phase_during(&self, from: Instant, to: Instant, margin: Duration) -> Option<&str> {
+        let idx = self.seen.iter().rposition(|(t, _)| *t + margin <= from)?;
+        let next_started = self
+            .seen
+            .get(idx + 1)
+            .is_some_and(|(t, _)| *t <= to + margin);
+        (!next_started).then(|| self.seen[idx].1.as_str())
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Per tenant and phase, the values of one metric.
+type Series = HashMap<(String, String), Vec<f64>>;
+
+fn record(series: &mut Series, tenant: &str, phase: &str, v: Option<f64>) {
+    if let Some(v) = v {
+        series
+            .entry((tenant.to_string(), phase.to_string()))
+            .or_default()
+            .push(v);
+    }
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn phases_are_visible_in_collected_samples() {
+    let tenants = running_lab_tenants();
+    assert!(
+        tenants.len() >= 2,
+        "the lab runs {tenants:?}; need at least 2 tenants"
+    );
+    let watched = &tenants[..2];
+    let phase_s = phase_seconds(&watched[0]);
+    let mut logs: Vec<PhaseLog> = watched.iter().map(|n| PhaseLog::new(n)).collect();
+
+    let mut backend = LibvirtBackend::connect(URI).expect("connecting to libvirt");
+    let mut ctl = Controller::new(None);
+    let step = Duration::from_secs(1);
+    // Every tenant passes through all five phases once, plus a phase of slack.
+    let duration = Duration::from_secs(phase_s * 6 + 10);
+    let (mut cpu, mut unused, mut disk, mut net_tx) =
+        (Series::new(), Series::new(), Series::new(), Series::new());
+    let start = Instant::now();
+    ctl.step(&mut backend).unwrap();
+    let mut prev = Instant::now();
+    while start.elapsed() < duration {
+        std::thread::sleep(step);
+        for l in &mut logs {
+            l.poll();
+        }
+        let obs: Observation = ctl.step(&mut backend).expect("one bulk stats call");
+        let now = Instant::now();
+        for (name, log) in watched.iter().zip(&logs) {
+            let Some(t) = obs.tenants.iter().find(|t| &t.id.name == name) else {
+                panic!("{name} missing from the observation")
+            };
+            // Balloon stats refresh every 2 s inside the guest: allow that much lag.
+            let Some(phase) = log.phase_during(prev, now, Duration::from_secs(3)) else {
+                continue;
+            };
+            record(&mut cpu, name, phase, t.usage.cpu);
+            record(
+                &mut unused,
+                name,
+                phase,
+                t.mem.unused_kib.map(|v| v as f64 / 1024.0),
+            );
+            record(&mut disk, name, phase, t.usage.disk);
+            let tx = t.nics.iter().map(|n| n.tx_bytes_per_s).sum::<Option<f64>>();
+            record(&mut net_tx, name, phase, tx);
+        }
+        prev = now;
+    }
+
+    let get = |s: &Series, n: &str, p: &str| -> Vec<f64> {
+        let v = s
+            .get(&(n.to_string(), p.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            v.len() >= 3,
+            "{n}: only {} samples in its {p} phase",
+            v.len()
+        );
+        v
+    };
+    for n in watched {
+        let (cpu_busy, cpu_idle) = (mean(&get(&cpu, n, "cpu")), mean(&get(&cpu, n, "idle")));
+        let (mem_phase, mem_idle) = (
+            get(&unused, n, "mem")
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min),
+            median(&get(&unused, n, "idle")),
+        );
+        let (disk_phase, disk_idle) = (mean(&get(&disk, n, "disk")), mean(&get(&disk, n, "idle")));
+        let (net_phase, net_idle) = (
+            mean(&get(&net_tx, n, "net")),
+            mean(&get(&net_tx, n, "idle")),
+        );
+        eprintln!(
+            "{n}: cpu {cpu_busy:.2} vs idle {cpu_idle:.2} cores; balloon unused {mem_phase:.0} \
+             vs idle {mem_idle:.0} MiB; disk {:.2} vs idle {:.3} MB/s; net tx {:.2} vs idle \
+             {:.3} MB/s",
+            disk_phase / 1e6,
+            disk_idle / 1e6,
+            net_phase / 1e6,
+            net_idle / 1e6
+        );
+        assert!(
+            cpu_busy > 0.4 && cpu_busy > cpu_idle + 0.25,
+            "{n}: cpu phase not visible"
+        );
+        assert!(
+            mem_phase < mem_idle - 100.0,
+            "{n}: mem phase not visible in balloon unused"
+        );
+        assert!(
+            disk_phase > 1e6 && disk_phase > 10.0 * disk_idle,
+            "{n}: disk phase not visible"
+        );
+        assert!(
+            net_phase > 2e5 && net_phase > 10.0 * net_idle,
+            "{n}: net phase not visible"
+        );
+    }
+}
+
+fn find<'a>(obs: &'a Observation, name: &str) -> Option<&'a TenantStats> {
+    obs.tenants.iter().find(|t| t.id.name == name)
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn collect_once_json_holds_every_field() {
+    let tenants = running_lab_tenants();
+    assert!(!tenants.is_empty());
+    let out = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args(["collect", "--once", "--json", "--window", "2", "--uri", URI])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.trim().lines().count(), 1, "one JSON object");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["host"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(v["host"]["memory_free_kib"].as_u64().is_some());
+    let arr = v["tenants"].as_array().unwrap();
+    for name in &tenants {
+        let t = arr
+            .iter()
+            .find(|t| t["id"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not in the tenants array"));
+        let num = |path: &[&str]| {
+            let mut x = t;
+            for p in path {
+                x = if let Ok(i) = p.parse::<usize>() {
+                    &x[i]
+                } else {
+                    &x[*p]
+                };
+            }
+            assert!(x.is_number(), "{name}: {path:?} is {x}");
+        };
+        assert!(t["id"]["uuid"].as_str().unwrap().len() == 36);
+        num(&["vcpus"]);
+        num(&["max_memory_kib"]);
+        for f in [
+            "cores",
+            "user_cores",
+            "system_cores",
+            "utilisation",
+            "delay_ratio",
+        ] {
+            num(&["cpu", f]);
+        }
+        num(&["cpu", "vcpu_busy", "0"]);
+        num(&["cpu", "vcpu_delay", "0"]);
+        for f in [
+            "balloon_current_kib",
+            "balloon_maximum_kib",
+            "unused_kib",
+            "available_kib",
+            "usable_kib",
+            "rss_kib",
+            "used_kib",
+            "swap_in_kib_per_s",
+            "swap_out_kib_per_s",
+            "major_faults_per_s",
+        ] {
+            num(&["mem", f]);
+        }
+        assert_eq!(t["disks"][0]["name"], "vda");
+        for f in ["rd_bytes_per_s", "wr_bytes_per_s", "rd_iops", "wr_iops"] {
+            num(&["disks", "0", f]);
+        }
+        for f in [
+            "rx_bytes_per_s",
+            "tx_bytes_per_s",
+            "rx_pkts_per_s",
+            "tx_pkts_per_s",
+            "rx_drops_per_s",
+            "tx_drops_per_s",
+        ] {
+            num(&["nics", "0", f]);
+        }
+        for r in ["cpu", "mem", "disk", "net"] {
+            num(&["usage", r]);
+        }
+    }
+    let gold = arr
+        .iter()
+        .find(|t| t["id"]["name"] == "prescient-lab-1")
+        .unwrap();
+    assert_eq!(gold["policy"]["class"], "gold");
+    assert_eq!(gold["policy"]["guarantee"]["cpu"], 0.25);
+    assert_eq!(gold["policy"]["limit"]["mem"], 512.0 * 1024.0);
+}
+
+fn step_until(
+    ctl: &mut Controller,
+    backend: &mut LibvirtBackend,
+    within: Duration,
+    what: &str,
+    mut done: impl FnMut(&Observation) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(obs) = ctl.step(backend)
+            && done(&obs)
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: not seen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn domains_vanish_appear_and_metadata_changes_are_seen() {
+    let tenants = running_lab_tenants();
+    let name = tenants.last().expect("a lab tenant").clone();
+    let mut backend = LibvirtBackend::connect(URI).unwrap();
+    let mut ctl = Controller::new(None);
+    let obs = ctl.step(&mut backend).unwrap();
+    let before = find(&obs, &name).expect("tenant observed").policy.class;
+
+    virsh(&["destroy", &name]);
+    step_until(
+        &mut ctl,
+        &mut backend,
+        Duration::from_secs(10),
+        "vanished",
+        |o| o.vanished.iter().any(|t| t.name == name) && find(o, &name).is_none(),
+    );
+    std::fs::write(serial_log(&name), "").ok();
+    virsh(&["start", &name]);
+    step_until(
+        &mut ctl,
+        &mut backend,
+        Duration::from_secs(20),
+        "appeared",
+        |o| o.appeared.iter().any(|t| t.name == name),
+    );
+
+    // A live metadata change arrives as an event: seen within a few cycles, long before
+    // the periodic XML refresh (30 cycles) would notice.
+    let target = if before == Class::Gold {
+        "bronze"
+    } else {
+        "gold"
+    };
+    let xml = format!("<tenant class=\"{target}\"/>");
+    virsh(&[
+        "metadata",
+        &name,
+        "https://prescient.dev/xmlns/tenant/1",
+        "--key",
+        "prescient",
+        "--set",
+        &xml,
+        "--live",
+    ]);
+    let took = step_until(
+        &mut ctl,
+        &mut backend,
+        Duration::from_secs(5),
+        "metadata event",
+        |o| find(o, &name).is_some_and(|t| t.policy.class.name() == target),
+    );
+    eprintln!("{name}: class change seen after {took:?}");
+
+    // Malformed metadata: the tenant stays monitored with defaults and the error names it.
+    virsh(&[
+        "metadata",
+        &name,
+        "https://prescient.dev/xmlns/tenant/1",
+        "--key",
+        "prescient",
+        "--set",
+        "<tenant class=\"platinum\"/>",
+        "--live",
+    ]);
+    step_until(
+        &mut ctl,
+        &mut backend,
+        Duration::from_secs(5),
+        "malformed metadata",
+        |o| {
+            find(o, &name).is_some_and(|t| {
+                t.policy.class == Class::Silver
+                    && t.policy
+                        .metadata_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("platinum"))
+            })
+        },
+    );
+    // Restore what the lab defined (the persistent definition was never touched).
+    virsh(&["destroy", &name]);
+    std::fs::write(serial_log(&name), "").ok();
+    virsh(&["start", &name]);
+    wait_ready(&name);
+}
+
+fn wait_ready(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(serial_log(name))
+        .unwrap_or_default()
+        .contains("PRESCIENT-LAB READY")
+    {
+        assert!(Instant::now() < deadline, "{name} did not boot again");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn reconnects_after_libvirtd_restarts() {
+    let mut backend = LibvirtBackend::connect(URI).unwrap();
+    let mut ctl = Controller::new(None);
+    let n = ctl.step(&mut backend).unwrap().tenants.len();
+    assert!(n >= 1);
+    restart_libvirtd();
+    let took = step_until(
+        &mut ctl,
+        &mut backend,
+        Duration::from_secs(60),
+        "reconnect",
+        |o| o.tenants.len() == n,
+    );
+    eprintln!("collection resumed {took:?} after libvirtd restarted");
+    assert!(backend.host().unwrap().cpus >= 1);
+}
+
+fn restart_libvirtd() {
+    let systemd = std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd");
+    if systemd {
+        assert!(
+            Command::new("systemctl")
+                .args(["restart", "libvirtd"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        return;
+    }
+    let pid = std::fs::read_to_string("/run/libvirtd.pid").expect("/run/libvirtd.pid");
+    let pid = pid.trim().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "libvirtd did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        Command::new("libvirtd")
+            .arg("-d")
+            .status()
+            .unwrap()
+            .success()
+    );
+}
