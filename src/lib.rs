@@ -12,3 +12,4 @@ pub mod daemon;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
+pub mod trace;

@@ -85,16 +85,16 @@ pub fn parse(xml: &str) -> Result<DomainConfig, XmlError> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let name = e.local_name().as_ref().to_string();
-                if ours {
-                    if name == "tenant" && path.is(&["domain", "metadata"]) {
-                        tenants_seen += 1;
-                        let mut b = TenantBuilder::default();
-                        b.start(e);
-                        tenant = Some(b);
-                    } else if let Some(b) = tenant.as_mut() {
-                        b.child(&name, e);
-                    }
-                } else {
+                if ours && name == "tenant" && path.is(&["domain", "metadata"]) {
+                    tenants_seen += 1;
+                    let mut b = TenantBuilder::default();
+                    b.start(e);
+                    tenant = Some(b);
+                } else if let Some(b) = tenant.as_mut() {
+                    // Children count by name: `virsh metadata --set` puts only the root
+                    // element into our namespace.
+                    b.child(&name, e);
+                } else if !ours {
                     match name.as_str() {
                         "memory" if path.is(&["domain"]) => {
                             memory_unit = attr(e, "unit")?.unwrap_or_else(|| "KiB".into());
@@ -143,7 +143,7 @@ pub fn parse(xml: &str) -> Result<DomainConfig, XmlError> {
                 }
                 if !empty {
                     path.stack.push(name);
-                } else if ours && name == "tenant" {
+                } else if ours && name == "tenant" && tenant.is_some() {
                     cfg.policy = tenant.take().map(TenantBuilder::finish).unwrap_or_default();
                 }
             }
@@ -166,7 +166,7 @@ pub fn parse(xml: &str) -> Result<DomainConfig, XmlError> {
             Event::End(ref e) => {
                 let name = e.local_name().as_ref().to_string();
                 path.stack.pop();
-                if ours && name == "tenant" {
+                if ours && name == "tenant" && tenant.is_some() {
                     cfg.policy = tenant.take().map(TenantBuilder::finish).unwrap_or_default();
                 }
             }
@@ -377,6 +377,16 @@ mod tests {
             parse(&domain(&foreign)).unwrap().policy,
             TenantPolicy::default()
         );
+    }
+
+    #[test]
+    fn children_without_our_prefix_count() {
+        // What `virsh metadata --set '<tenant class="gold"><limit cpu_cores="2"/></tenant>'`
+        // stores: only the root element is put into the namespace.
+        let set = r#"<prescient:tenant xmlns:prescient="https://prescient.dev/xmlns/tenant/1" class="gold"><limit cpu_cores="2"/></prescient:tenant>"#;
+        let p = parse(&domain(set)).unwrap().policy;
+        assert_eq!(p.metadata_error, None);
+        assert_eq!(p.limit.cpu, Some(2.0));
     }
 
     #[test]
