@@ -20,6 +20,10 @@ pub struct TenantStats {
     /// The four managed resources, in cores, KiB, bytes/s and bytes/s. `None` until two
     /// samples exist (rates) or when the guest does not report it.
     pub usage: PerResource<Option<f64>>,
+    /// Whether the tenant ran into its cap in the interval: as the backend reports it, or
+    /// else inferred (cpu: vCPU delay ≥ 10% of the interval; mem: any swap-in; net: drops;
+    /// disk: not visible in libvirt's counters).
+    pub capped: PerResource<bool>,
     pub cpu: CpuStats,
     pub mem: MemStats,
     pub disks: Vec<DiskRates>,
@@ -291,11 +295,26 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         .iter()
         .flat_map(|n| [n.rx_bytes_per_s, n.tx_bytes_per_s])
         .sum();
+    let inferred = PerResource {
+        cpu: cpu.delay_ratio.is_some_and(|r| r >= 0.1),
+        mem: mem.swap_in_kib_per_s.is_some_and(|r| r > 0.0),
+        disk: false,
+        net: nics
+            .iter()
+            .any(|n| n.rx_drops_per_s.unwrap_or(0.0) + n.tx_drops_per_s.unwrap_or(0.0) > 0.0),
+    };
+    let capped = PerResource {
+        cpu: d.capped.cpu.unwrap_or(inferred.cpu),
+        mem: d.capped.mem.unwrap_or(inferred.mem),
+        disk: d.capped.disk.unwrap_or(inferred.disk),
+        net: d.capped.net.unwrap_or(inferred.net),
+    };
     TenantStats {
         id: d.id.clone(),
         policy: d.config.policy.clone(),
         vcpus,
         max_memory_kib: d.config.max_memory_kib,
+        capped,
         usage: PerResource {
             cpu: cores,
             mem: used_kib.map(|v| v as f64),
@@ -357,6 +376,7 @@ mod tests {
                 }],
                 ..DomainCounters::default()
             },
+            capped: PerResource::default(),
         }
     }
 
@@ -459,6 +479,23 @@ mod tests {
             t.usage.disk, None,
             "a total with an unknown part is unknown"
         );
+    }
+
+    #[test]
+    fn capping_is_inferred_or_taken_from_the_backend() {
+        let mut c = Collector::new();
+        c.ingest(&snap(10, vec![dom("a", 0, 0, 0)]));
+        // delay_ns = cpu/10 per vCPU: 15 s of CPU → 0.15 delay ratio ≥ 0.1 → capped.
+        let o = c.ingest(&snap(20, vec![dom("a", 15_000_000_000, 0, 0)]));
+        assert!(o.tenants[0].capped.cpu && !o.tenants[0].capped.mem);
+        let mut d = dom("a", 16_000_000_000, 0, 0);
+        for v in &mut d.counters.vcpus {
+            v.delay_ns = Some(20_000_000_000); // inferred: capped…
+        }
+        d.capped.cpu = Some(false); // …but the backend knows better
+        d.capped.disk = Some(true);
+        let o = c.ingest(&snap(30, vec![d]));
+        assert!(!o.tenants[0].capped.cpu && o.tenants[0].capped.disk);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! actuate → feedback, as those stages land), around the host [`backend`] seam. The daemon
 //! ([`daemon`]) and the CLI ([`cli`]) are thin drivers of one control loop ([`pipeline`]).
 
+pub mod allocate;
 pub mod backend;
 pub mod cli;
 pub mod collect;
@@ -12,4 +13,5 @@ pub mod daemon;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
+pub mod sim;
 pub mod trace;

@@ -170,4 +170,7 @@ pub struct HostInfo {
     pub memory_free_kib: Option<u64>,
     pub memory_cached_kib: Option<u64>,
     pub memory_buffers_kib: Option<u64>,
+    /// What the tenants may be given in all, per resource, in the pipeline's units; None
+    /// where the backend cannot tell (libvirt knows no disk or network capacity).
+    pub capacity: PerResource<Option<f64>>,
 }

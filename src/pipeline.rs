@@ -1,8 +1,9 @@
-//! The control loop: one cycle of collect → profile (→ forecast → allocate → actuate →
-//! feedback as those stages land). The daemon calls [`Controller::step`] on a timer against
-//! the libvirt backend; a simulator calls it per trace interval against a replay backend.
-//! There is no second copy of this sequence.
+//! The control loop: one cycle of collect → profile → allocate → apply (→ forecast,
+//! actuate and feedback as those stages land). The daemon calls [`Controller::step`] on a
+//! timer against the libvirt backend; the simulator calls it once per trace interval against
+//! the trace backend. There is no second copy of this sequence.
 
+use crate::allocate::Policy;
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::profile::writer::ProfileWriter;
@@ -10,6 +11,7 @@ use crate::profile::writer::ProfileWriter;
 pub struct Controller {
     collector: Collector,
     profile: Option<ProfileWriter>,
+    policy: Option<Box<dyn Policy>>,
     cycles: u64,
 }
 
@@ -19,8 +21,16 @@ impl Controller {
         Controller {
             collector: Collector::new(),
             profile,
+            policy: None,
             cycles: 0,
         }
+    }
+
+    /// Decide and apply allocations with `policy` every cycle (without one, the controller
+    /// only observes).
+    pub fn with_policy(mut self, policy: Box<dyn Policy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// Run one cycle against `backend` and return what it observed.
@@ -36,6 +46,10 @@ impl Controller {
         }
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
+        }
+        if let Some(policy) = self.policy.as_mut() {
+            let allocation = policy.decide(&obs);
+            backend.apply(&allocation)?;
         }
         Ok(obs)
     }

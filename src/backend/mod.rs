@@ -3,12 +3,14 @@
 //! A backend answers one question per cycle: what do the tenants' counters read now
 //! ([`Backend::snapshot`], one bulk call). Everything above it (collect, profile, …) speaks in
 //! tenants and resources, so the pipeline runs unchanged on a real libvirt host or on a
-//! replayed trace. Applying settings joins the trait with the actuation stage; until then no
-//! backend pretends to apply anything.
+//! replayed trace. [`Backend::apply`] sets the allocation for the coming interval: the trace
+//! backend enforces it as hard caps; libvirt actuation is not built yet and refuses it.
 
 pub mod libvirt;
+pub mod trace;
 
-use crate::model::{HostInfo, TenantId, TenantPolicy};
+use crate::allocate::Allocation;
+use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
 use serde::Serialize;
 
 /// Everything one cycle observed, as raw counters and gauges.
@@ -28,6 +30,9 @@ pub struct DomainSnapshot {
     pub id: TenantId,
     pub config: DomainConfig,
     pub counters: DomainCounters,
+    /// Whether the tenant ran into its cap during the last interval, where the backend
+    /// knows it directly; None lets collect infer it from delay, swap-in and drops.
+    pub capped: PerResource<Option<bool>>,
 }
 
 /// What the domain definition says (libvirt: the domain XML).
@@ -128,6 +133,10 @@ pub enum BackendError {
         "cannot connect to libvirt at {uri}: {message} (is libvirtd running, and may this user use its socket?)"
     )]
     Connect { uri: String, message: String },
+    #[error("{backend} cannot apply allocations: {why}")]
+    Unsupported { backend: String, why: String },
+    #[error("{backend}: {message}")]
+    Rejected { backend: String, message: String },
     #[error("libvirt call {call} failed on {uri}: {message}")]
     Call {
         uri: String,
@@ -146,4 +155,8 @@ pub trait Backend: Send {
 
     /// One bulk read of every running tenant's counters, with the host's state.
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
+
+    /// Apply an allocation (per tenant and resource, in the pipeline's units) for the coming
+    /// interval.
+    fn apply(&mut self, allocation: &Allocation) -> Result<(), BackendError>;
 }

@@ -2,6 +2,7 @@
 
 pub mod collect;
 pub mod daemon;
+pub mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,9 @@ pub enum Command {
     /// Read the tenants' stats now (two bulk reads a short window apart, for rates) and print
     /// them.
     Collect(collect::CollectArgs),
+    /// Replay real per-VM traces through the control loop on a simulated host and compare
+    /// allocation policies (shortfall, slack, violations per class, changes).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// What went wrong, for `main` to print.
@@ -36,5 +40,6 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Daemon(a) => daemon::run(a),
         Command::Collect(a) => collect::run(a),
+        Command::Simulate(a) => simulate::run(a),
     }
 }

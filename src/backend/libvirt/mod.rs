@@ -7,7 +7,7 @@ pub mod ffi;
 pub mod stats;
 
 use super::{Backend, BackendError, DomainConfig, DomainSnapshot, Snapshot};
-use crate::model::{HostInfo, TenantId, TenantPolicy};
+use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
 use ffi::Conn;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,6 +146,21 @@ impl Backend for LibvirtBackend {
             memory_free_kib: find("free"),
             memory_cached_kib: find("cached"),
             memory_buffers_kib: find("buffers"),
+            capacity: PerResource {
+                cpu: Some(info.cpus as f64),
+                mem: Some(find("total").unwrap_or(info.memory_kib) as f64),
+                disk: None,
+                net: None,
+            },
+        })
+    }
+
+    fn apply(&mut self, _allocation: &crate::allocate::Allocation) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.describe(),
+            why: "actuation through libvirt (quota, balloon, iotune, vNIC rates) is not built \
+                  yet; run the daemon without an allocation policy"
+                .into(),
         })
     }
 
@@ -186,6 +201,7 @@ impl Backend for LibvirtBackend {
                 },
                 config,
                 counters: stats::parse(&r.params),
+                capped: PerResource::default(),
             });
         }
         self.configs

@@ -1,0 +1,76 @@
+//! The reactive baselines prescient is measured against, each as operators know it. Sources
+//! and exact rules: docs/evaluation.md.
+//!
+//! Every baseline requests, per tenant and resource, an amount computed from the usage it
+//! observed; a tenant with no usage yet requests its static share. Requests never go below
+//! [`FLOOR`] × the static share (a cap of 0 would starve a tenant for good: its served usage,
+//! all a policy sees, would stay 0). Requests beyond capacity are scaled down by class weight
+//! ([`super::fit_to_host`]).
+
+mod nsigma;
+mod reactive;
+mod static_share;
+mod vpa;
+
+pub use nsigma::NSigma;
+pub use reactive::Reactive;
+pub use static_share::StaticShare;
+pub use vpa::Vpa;
+
+use super::{Allocation, fit_to_host, static_shares};
+use crate::collect::Observation;
+use crate::model::{PerResource, Resource};
+use std::collections::HashMap;
+
+/// The smallest request, as a fraction of the tenant's static share.
+pub const FLOOR: f64 = 0.05;
+
+/// Per-tenant state of a baseline, dropped when the tenant vanishes.
+pub(crate) struct PerTenant<S> {
+    states: HashMap<String, S>,
+}
+
+impl<S: Default> PerTenant<S> {
+    pub fn new() -> Self {
+        PerTenant {
+            states: HashMap::new(),
+        }
+    }
+
+    /// Forget vanished tenants, then run `f(state, resource, usage)` → request for each
+    /// tenant and resource, and fit the requests to the host.
+    pub fn decide(
+        &mut self,
+        obs: &Observation,
+        mut f: impl FnMut(&mut S, Resource, Option<f64>, i64) -> Option<f64>,
+    ) -> Allocation {
+        for id in &obs.vanished {
+            self.states.remove(&id.uuid);
+        }
+        let shares: Vec<[f64; 4]> = {
+            let cols: Vec<Vec<f64>> = Resource::ALL
+                .iter()
+                .map(|&r| static_shares(obs, r))
+                .collect();
+            (0..obs.tenants.len())
+                .map(|i| [cols[0][i], cols[1][i], cols[2][i], cols[3][i]])
+                .collect()
+        };
+        let requests = obs
+            .tenants
+            .iter()
+            .zip(&shares)
+            .map(|(t, share)| {
+                let state = self.states.entry(t.id.uuid.clone()).or_default();
+                let mut q = PerResource::default();
+                for r in Resource::ALL {
+                    let s = share[r.index()];
+                    let want = f(state, r, *t.usage.get(r), obs.at_unix_ms).unwrap_or(s);
+                    *q.get_mut(r) = want.max(FLOOR * s);
+                }
+                q
+            })
+            .collect();
+        fit_to_host(obs, requests)
+    }
+}

@@ -1,0 +1,335 @@
+//! The trace backend: a host whose tenants replay recorded demand ([`crate::sim::Replay`]).
+//! Each trace interval is one control interval, and the daemon's loop runs on it unchanged.
+//!
+//! The host model: allocations are hard caps (as vCPU quota, balloon, iotune and tc are), so
+//! served = min(demand, allocation); Σ allocations must fit the capacity; the balloon can
+//! shrink memory only so fast. A policy sees what a real host measures: served usage (as
+//! counters) and whether the tenant hit its cap, never the unmet demand.
+
+use super::{
+    Backend, BackendError, BalloonStats, DiskCounters, DomainConfig, DomainCounters,
+    DomainSnapshot, NicCounters, Snapshot, VcpuCounters,
+};
+use crate::allocate::Allocation;
+use crate::model::{Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
+use crate::sim::metrics::{Accumulator, Metrics, exceeds, overall};
+use crate::sim::replay::{INTERVAL_S, Replay};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The simulated host's clock, MHz per core: converts the traces' MHz into cores. Any value
+/// gives the same metrics (they are ratios); this one is typical of the traced hosts.
+pub const CORE_MHZ: f64 = 2600.0;
+
+/// Trace units → pipeline units (cores, KiB, bytes/s).
+pub fn to_pipeline(r: Resource, v: f64) -> f64 {
+    match r {
+        Resource::Cpu => v / CORE_MHZ,
+        Resource::Mem => v,
+        Resource::Disk | Resource::Net => v * 1024.0,
+    }
+}
+
+/// Pipeline units → trace units.
+pub fn to_trace(r: Resource, v: f64) -> f64 {
+    match r {
+        Resource::Cpu => v * CORE_MHZ,
+        Resource::Mem => v,
+        Resource::Disk | Resource::Net => v / 1024.0,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HostModel {
+    /// Capacity per resource, trace units.
+    pub capacity: PerResource<f64>,
+    /// How fast the balloon can take memory back, KiB per second.
+    pub balloon_inflate_kib_per_s: f64,
+}
+
+impl HostModel {
+    /// C_r = fraction × the 99th percentile over time of Σ tenants' demand.
+    pub fn sized(replay: &Replay, fraction: f64, balloon_inflate_kib_per_s: f64) -> HostModel {
+        let mut capacity = PerResource::default();
+        for r in Resource::ALL {
+            let mut totals: Vec<f64> = (0..replay.steps)
+                .map(|k| replay.total_demand(r, k))
+                .collect();
+            totals.sort_by(f64::total_cmp);
+            let p99 = totals
+                .get(((totals.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0);
+            *capacity.get_mut(r) = fraction * p99;
+        }
+        HostModel {
+            capacity,
+            balloon_inflate_kib_per_s,
+        }
+    }
+}
+
+struct TenantState {
+    counters: DomainCounters,
+    /// Last interval's allocation (trace units), NaN when it had none.
+    allocation: [f64; 4],
+    capped: [bool; 4],
+    id: TenantId,
+}
+
+pub struct TraceBackend {
+    replay: Arc<Replay>,
+    classes: Vec<Class>,
+    host: HostModel,
+    step: usize,
+    tenants: Vec<TenantState>,
+    by_uuid: HashMap<String, usize>,
+    acc: [Accumulator; 4],
+}
+
+/// The UUID a replayed tenant goes by.
+fn uuid_of(index: usize) -> String {
+    format!("00000000-0000-4000-8000-{index:012}")
+}
+
+impl TraceBackend {
+    pub fn new(replay: Arc<Replay>, classes: Vec<Class>, host: HostModel) -> Self {
+        assert_eq!(classes.len(), replay.tenants.len(), "one class per tenant");
+        let tenants: Vec<TenantState> = replay
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TenantState {
+                counters: DomainCounters {
+                    cpu_time_ns: Some(0),
+                    vcpus: vec![VcpuCounters {
+                        time_ns: Some(0),
+                        delay_ns: Some(0),
+                        wait_ns: None,
+                    }],
+                    disks: vec![DiskCounters {
+                        name: "vda".into(),
+                        rd_bytes: Some(0),
+                        wr_bytes: Some(0),
+                        ..DiskCounters::default()
+                    }],
+                    nics: vec![NicCounters {
+                        name: "vnet0".into(),
+                        rx_bytes: Some(0),
+                        tx_bytes: Some(0),
+                        ..NicCounters::default()
+                    }],
+                    ..DomainCounters::default()
+                },
+                allocation: [f64::NAN; 4],
+                capped: [false; 4],
+                id: TenantId {
+                    uuid: uuid_of(i),
+                    name: t.name.clone(),
+                },
+            })
+            .collect();
+        let by_uuid = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.uuid.clone(), i))
+            .collect();
+        TraceBackend {
+            replay,
+            classes,
+            host,
+            step: 0,
+            tenants,
+            by_uuid,
+            acc: Default::default(),
+        }
+    }
+
+    /// The interval the next snapshot opens.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    pub fn finished(&self) -> bool {
+        self.step >= self.replay.steps
+    }
+
+    /// The metrics so far.
+    pub fn metrics(&self) -> (PerResource<Metrics>, Metrics) {
+        let per = PerResource {
+            cpu: self.acc[0].metrics(INTERVAL_S as f64),
+            mem: self.acc[1].metrics(INTERVAL_S as f64),
+            disk: self.acc[2].metrics(INTERVAL_S as f64),
+            net: self.acc[3].metrics(INTERVAL_S as f64),
+        };
+        let all = overall(&per);
+        (per, all)
+    }
+
+    fn name(&self) -> String {
+        format!("trace replay ({} tenants)", self.replay.tenants.len())
+    }
+}
+
+impl Backend for TraceBackend {
+    fn describe(&self) -> String {
+        self.name()
+    }
+
+    fn host(&mut self) -> Result<HostInfo, BackendError> {
+        let c = &self.host.capacity;
+        Ok(HostInfo {
+            hostname: "simulated".into(),
+            cpus: (c.cpu / CORE_MHZ).ceil() as u32,
+            cpu_mhz: CORE_MHZ as u32,
+            memory_kib: c.mem as u64,
+            capacity: PerResource {
+                cpu: Some(to_pipeline(Resource::Cpu, c.cpu)),
+                mem: Some(c.mem),
+                disk: Some(to_pipeline(Resource::Disk, c.disk)),
+                net: Some(to_pipeline(Resource::Net, c.net)),
+            },
+            ..HostInfo::default()
+        })
+    }
+
+    /// The tenants present in the coming interval, with counters up to the one that ended.
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+        let k = self.step;
+        if k >= self.replay.steps {
+            return Err(BackendError::Rejected {
+                backend: self.name(),
+                message: format!("the replay ended after {} intervals", self.replay.steps),
+            });
+        }
+        let host = self.host()?;
+        let mut domains = Vec::new();
+        for (i, t) in self.replay.tenants.iter().enumerate() {
+            if !t.present(k) {
+                continue;
+            }
+            // Provisioned size as known before this interval.
+            let seen = k.saturating_sub(1);
+            let s = &self.tenants[i];
+            let capped = |r: Resource| (k > 0 && t.present(k - 1)).then_some(s.capped[r.index()]);
+            domains.push(DomainSnapshot {
+                id: s.id.clone(),
+                config: DomainConfig {
+                    vcpus: (t.cores[seen].ceil() as u32).max(1),
+                    max_memory_kib: t.mem_capacity_kib[seen] as u64,
+                    policy: TenantPolicy {
+                        class: self.classes[i],
+                        ..TenantPolicy::default()
+                    },
+                    ..DomainConfig::default()
+                },
+                counters: s.counters.clone(),
+                capped: PerResource {
+                    cpu: capped(Resource::Cpu),
+                    mem: capped(Resource::Mem),
+                    disk: capped(Resource::Disk),
+                    net: capped(Resource::Net),
+                },
+            });
+        }
+        let at_s = self.replay.t0 + k as i64 * INTERVAL_S;
+        Ok(Snapshot {
+            at_unix_ms: at_s * 1000,
+            mono_ns: (k as u64) * INTERVAL_S as u64 * 1_000_000_000,
+            host,
+            domains,
+        })
+    }
+
+    /// Enforce the allocation for the current interval, serve the demand, account, advance.
+    fn apply(&mut self, allocation: &Allocation) -> Result<(), BackendError> {
+        let k = self.step;
+        if k >= self.replay.steps {
+            return Err(BackendError::Rejected {
+                backend: self.name(),
+                message: "the replay has ended".into(),
+            });
+        }
+        let n = self.replay.tenants.len();
+        let mut alloc = vec![[0f64; 4]; n];
+        for a in &allocation.tenants {
+            let Some(&i) = self.by_uuid.get(&a.uuid) else {
+                return Err(BackendError::Rejected {
+                    backend: self.name(),
+                    message: format!("allocation for unknown tenant {}", a.uuid),
+                });
+            };
+            for r in Resource::ALL {
+                let v = to_trace(r, *a.amounts.get(r));
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(BackendError::Rejected {
+                        backend: self.name(),
+                        message: format!("allocation of {r} for tenant {} is {v}", a.uuid),
+                    });
+                }
+                alloc[i][r.index()] = v;
+            }
+        }
+        // The balloon takes memory back only so fast.
+        let max_shrink = self.host.balloon_inflate_kib_per_s * INTERVAL_S as f64;
+        for (i, a) in alloc.iter_mut().enumerate() {
+            let prev = self.tenants[i].allocation[Resource::Mem.index()];
+            if prev.is_finite() && self.replay.tenants[i].present(k) {
+                a[Resource::Mem.index()] = a[Resource::Mem.index()].max(prev - max_shrink);
+            }
+        }
+        for r in Resource::ALL {
+            let total: f64 = (0..n)
+                .filter(|&i| self.replay.tenants[i].present(k))
+                .map(|i| alloc[i][r.index()])
+                .sum();
+            let cap = *self.host.capacity.get(r);
+            if total > cap * (1.0 + 1e-9) + 1e-9 {
+                return Err(BackendError::Rejected {
+                    backend: self.name(),
+                    message: format!(
+                        "interval {k}: {r} allocations sum to {total:.3}, over the capacity {cap:.3}"
+                    ),
+                });
+            }
+        }
+        let dt_ns = INTERVAL_S as u64 * 1_000_000_000;
+        for i in 0..n {
+            let t = &self.replay.tenants[i];
+            let s = &mut self.tenants[i];
+            if !t.present(k) {
+                s.allocation = [f64::NAN; 4];
+                continue;
+            }
+            let mut served = [0f64; 4];
+            for r in Resource::ALL {
+                let j = r.index();
+                let d = t.demand(r, k);
+                let a = alloc[i][j];
+                let prev = s.allocation[j];
+                let changed = prev.is_finite() && (a - prev).abs() > 0.01 * prev.abs();
+                self.acc[j].record(self.classes[i], d, a, changed);
+                served[j] = d.min(a);
+                s.capped[j] = exceeds(d, a);
+                s.allocation[j] = a;
+            }
+            // Served usage into the counters the collector reads, in libvirt's units.
+            let c = &mut s.counters;
+            let cpu_ns = (to_pipeline(Resource::Cpu, served[0]) * dt_ns as f64).round() as u64;
+            c.cpu_time_ns = c.cpu_time_ns.map(|v| v + cpu_ns);
+            c.vcpus[0].time_ns = c.vcpus[0].time_ns.map(|v| v + cpu_ns);
+            c.balloon = BalloonStats {
+                current_kib: Some(alloc[i][1] as u64),
+                maximum_kib: Some(t.mem_capacity_kib[k] as u64),
+                rss_kib: Some(served[1].round() as u64),
+                ..BalloonStats::default()
+            };
+            let bytes =
+                |v: f64| (to_pipeline(Resource::Disk, v) * INTERVAL_S as f64).round() as u64;
+            c.disks[0].rd_bytes = c.disks[0].rd_bytes.map(|v| v + bytes(served[2]));
+            c.nics[0].rx_bytes = c.nics[0].rx_bytes.map(|v| v + bytes(served[3]));
+        }
+        self.step += 1;
+        Ok(())
+    }
+}
