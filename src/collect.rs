@@ -9,6 +9,7 @@ use crate::backend::{DomainCounters, DomainSnapshot, Snapshot};
 use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One tenant's stats over the last interval.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -64,7 +65,7 @@ pub struct MemStats {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DiskRates {
-    pub name: String,
+    pub name: Arc<str>,
     pub rd_bytes_per_s: Option<f64>,
     pub wr_bytes_per_s: Option<f64>,
     pub rd_iops: Option<f64>,
@@ -76,7 +77,7 @@ pub struct DiskRates {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NicRates {
-    pub name: String,
+    pub name: Arc<str>,
     pub rx_bytes_per_s: Option<f64>,
     pub tx_bytes_per_s: Option<f64>,
     pub rx_pkts_per_s: Option<f64>,
@@ -98,15 +99,18 @@ pub struct Observation {
 }
 
 struct Previous {
+    id: TenantId,
     mono_ns: u64,
     counters: DomainCounters,
+    /// The cycle this tenant was last seen in.
+    seen: u64,
 }
 
 /// Turns successive snapshots into observations.
 #[derive(Default)]
 pub struct Collector {
-    prev: HashMap<String, Previous>,
-    ids: HashMap<String, TenantId>,
+    prev: HashMap<Arc<str>, Previous>,
+    cycle: u64,
 }
 
 /// Rate of a counter over `dt` seconds; None if either side is missing or it went backwards.
@@ -135,41 +139,46 @@ impl Collector {
     }
 
     pub fn ingest(&mut self, snap: &Snapshot) -> Observation {
+        self.cycle += 1;
         let mut tenants = Vec::with_capacity(snap.domains.len());
         let mut appeared = Vec::new();
         for d in &snap.domains {
-            let prev = self.prev.get(&d.id.uuid);
-            if prev.is_none() {
-                appeared.push(d.id.clone());
+            match self.prev.get_mut(&*d.id.uuid) {
+                Some(p) => {
+                    let dt = snap.mono_ns.saturating_sub(p.mono_ns) as f64 / 1e9;
+                    tenants.push(derive(d, Some(&p.counters), dt));
+                    p.mono_ns = snap.mono_ns;
+                    p.counters.clone_from(&d.counters);
+                    p.seen = self.cycle;
+                    if p.id != d.id {
+                        p.id = d.id.clone(); // renamed
+                    }
+                }
+                None => {
+                    appeared.push(d.id.clone());
+                    tenants.push(derive(d, None, 0.0));
+                    self.prev.insert(
+                        Arc::clone(&d.id.uuid),
+                        Previous {
+                            id: d.id.clone(),
+                            mono_ns: snap.mono_ns,
+                            counters: d.counters.clone(),
+                            seen: self.cycle,
+                        },
+                    );
+                }
             }
-            let dt = prev.map(|p| snap.mono_ns.saturating_sub(p.mono_ns) as f64 / 1e9);
-            tenants.push(derive(d, prev.map(|p| &p.counters), dt.unwrap_or(0.0)));
         }
-        let present: HashMap<&str, ()> = snap
-            .domains
-            .iter()
-            .map(|d| (d.id.uuid.as_str(), ()))
-            .collect();
-        let mut vanished: Vec<TenantId> = self
-            .ids
-            .iter()
-            .filter(|(uuid, _)| !present.contains_key(uuid.as_str()))
-            .map(|(_, id)| id.clone())
-            .collect();
-        vanished.sort();
-        for id in &vanished {
-            self.prev.remove(&id.uuid);
-            self.ids.remove(&id.uuid);
-        }
-        for d in &snap.domains {
-            self.prev.insert(
-                d.id.uuid.clone(),
-                Previous {
-                    mono_ns: snap.mono_ns,
-                    counters: d.counters.clone(),
-                },
-            );
-            self.ids.insert(d.id.uuid.clone(), d.id.clone());
+        let mut vanished = Vec::new();
+        if self.prev.len() > snap.domains.len() {
+            let cycle = self.cycle;
+            self.prev.retain(|_, p| {
+                if p.seen != cycle {
+                    vanished.push(p.id.clone());
+                }
+                p.seen == cycle
+            });
+            vanished.sort();
         }
         Observation {
             at_unix_ms: snap.at_unix_ms,
@@ -337,7 +346,7 @@ mod tests {
         DomainSnapshot {
             id: TenantId {
                 uuid: uuid.into(),
-                name: format!("vm-{uuid}"),
+                name: format!("vm-{uuid}").into(),
             },
             config: DomainConfig {
                 vcpus: 2,
@@ -447,7 +456,7 @@ mod tests {
         c.ingest(&snap(10, vec![dom("a", 0, 0, 0), dom("b", 0, 0, 0)]));
         let o = c.ingest(&snap(20, vec![dom("a", 1_000_000_000, 0, 0)]));
         assert_eq!(o.vanished.len(), 1);
-        assert_eq!(o.vanished[0].uuid, "b");
+        assert_eq!(&*o.vanished[0].uuid, "b");
         let o = c.ingest(&snap(30, vec![dom("a", 2_000_000_000, 0, 0)]));
         assert!(o.vanished.is_empty(), "reported once");
         let o = c.ingest(&snap(
@@ -455,7 +464,7 @@ mod tests {
             vec![dom("a", 3_000_000_000, 0, 0), dom("b", 9, 0, 0)],
         ));
         assert_eq!(o.appeared.len(), 1);
-        let b = o.tenants.iter().find(|t| t.id.uuid == "b").unwrap();
+        let b = o.tenants.iter().find(|t| &*t.id.uuid == "b").unwrap();
         assert_eq!(
             b.usage.cpu, None,
             "no rate against a sample from before it vanished"

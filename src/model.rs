@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The four resources prescient manages for each tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,8 +133,8 @@ impl fmt::Display for Class {
 /// A tenant: a domain's UUID (stable across restarts) and its name (for people).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TenantId {
-    pub uuid: String,
-    pub name: String,
+    pub uuid: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for TenantId {

@@ -157,7 +157,7 @@ fn phases_are_visible_in_collected_samples() {
         let obs: Observation = ctl.step(&mut backend).expect("one bulk stats call");
         let now = Instant::now();
         for (name, log) in watched.iter().zip(&logs) {
-            let Some(t) = obs.tenants.iter().find(|t| &t.id.name == name) else {
+            let Some(t) = obs.tenants.iter().find(|t| *t.id.name == **name) else {
                 panic!("{name} missing from the observation")
             };
             // Balloon stats refresh every 2 s inside the guest: allow that much lag.
@@ -233,7 +233,7 @@ fn phases_are_visible_in_collected_samples() {
 }
 
 fn find<'a>(obs: &'a Observation, name: &str) -> Option<&'a TenantStats> {
-    obs.tenants.iter().find(|t| t.id.name == name)
+    obs.tenants.iter().find(|t| &*t.id.name == name)
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn domains_vanish_appear_and_metadata_changes_are_seen() {
         &mut backend,
         Duration::from_secs(10),
         "vanished",
-        |o| o.vanished.iter().any(|t| t.name == name) && find(o, &name).is_none(),
+        |o| o.vanished.iter().any(|t| *t.name == *name) && find(o, &name).is_none(),
     );
     std::fs::write(serial_log(&name), "").ok();
     virsh(&["start", &name]);
@@ -374,7 +374,7 @@ fn domains_vanish_appear_and_metadata_changes_are_seen() {
         &mut backend,
         Duration::from_secs(20),
         "appeared",
-        |o| o.appeared.iter().any(|t| t.name == name),
+        |o| o.appeared.iter().any(|t| *t.name == *name),
     );
 
     // A live metadata change arrives as an event: seen within a few cycles, long before

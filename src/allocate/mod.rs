@@ -6,12 +6,13 @@ pub mod baselines;
 
 use crate::collect::{Observation, TenantStats};
 use crate::model::{PerResource, Resource};
+use std::sync::Arc;
 
 /// One tenant's amounts for the coming interval, in the pipeline's units (cores, KiB,
 /// bytes/s, bytes/s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantAllocation {
-    pub uuid: String,
+    pub uuid: Arc<str>,
     pub amounts: PerResource<f64>,
 }
 

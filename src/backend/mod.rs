@@ -12,6 +12,7 @@ pub mod trace;
 use crate::allocate::Allocation;
 use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Everything one cycle observed, as raw counters and gauges.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -101,7 +102,7 @@ pub struct BalloonStats {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DiskCounters {
-    pub name: String,
+    pub name: Arc<str>,
     pub rd_reqs: Option<u64>,
     pub rd_bytes: Option<u64>,
     pub rd_times_ns: Option<u64>,
@@ -115,7 +116,7 @@ pub struct DiskCounters {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NicCounters {
-    pub name: String,
+    pub name: Arc<str>,
     pub rx_bytes: Option<u64>,
     pub rx_pkts: Option<u64>,
     pub rx_errs: Option<u64>,

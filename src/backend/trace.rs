@@ -83,7 +83,7 @@ pub struct TraceBackend {
     host: HostModel,
     step: usize,
     tenants: Vec<TenantState>,
-    by_uuid: HashMap<String, usize>,
+    by_uuid: HashMap<Arc<str>, usize>,
     acc: [Accumulator; 4],
 }
 
@@ -124,8 +124,8 @@ impl TraceBackend {
                 allocation: [f64::NAN; 4],
                 capped: [false; 4],
                 id: TenantId {
-                    uuid: uuid_of(i),
-                    name: t.name.clone(),
+                    uuid: uuid_of(i).into(),
+                    name: t.name.as_str().into(),
                 },
             })
             .collect();
@@ -253,7 +253,7 @@ impl Backend for TraceBackend {
         let n = self.replay.tenants.len();
         let mut alloc = vec![[0f64; 4]; n];
         for a in &allocation.tenants {
-            let Some(&i) = self.by_uuid.get(&a.uuid) else {
+            let Some(&i) = self.by_uuid.get(&*a.uuid) else {
                 return Err(BackendError::Rejected {
                     backend: self.name(),
                     message: format!("allocation for unknown tenant {}", a.uuid),
@@ -294,7 +294,7 @@ impl Backend for TraceBackend {
             }
         }
         let dt_ns = INTERVAL_S as u64 * 1_000_000_000;
-        for i in 0..n {
+        for (i, a_i) in alloc.iter().enumerate() {
             let t = &self.replay.tenants[i];
             let s = &mut self.tenants[i];
             if !t.present(k) {
@@ -305,7 +305,7 @@ impl Backend for TraceBackend {
             for r in Resource::ALL {
                 let j = r.index();
                 let d = t.demand(r, k);
-                let a = alloc[i][j];
+                let a = a_i[j];
                 let prev = s.allocation[j];
                 let changed = prev.is_finite() && (a - prev).abs() > 0.01 * prev.abs();
                 self.acc[j].record(self.classes[i], d, a, changed);
@@ -319,7 +319,7 @@ impl Backend for TraceBackend {
             c.cpu_time_ns = c.cpu_time_ns.map(|v| v + cpu_ns);
             c.vcpus[0].time_ns = c.vcpus[0].time_ns.map(|v| v + cpu_ns);
             c.balloon = BalloonStats {
-                current_kib: Some(alloc[i][1] as u64),
+                current_kib: Some(a_i[1] as u64),
                 maximum_kib: Some(t.mem_capacity_kib[k] as u64),
                 rss_kib: Some(served[1].round() as u64),
                 ..BalloonStats::default()

@@ -93,7 +93,7 @@ pub fn render_table(obs: &Observation) -> String {
         let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| t.disks.iter().map(f).sum();
         let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| t.nics.iter().map(f).sum();
         let kib = |v: Option<u64>| opt(v.map(|v| v as f64), 1024.0, 0);
-        let mut name = t.id.name.clone();
+        let mut name = t.id.name.to_string();
         if t.policy.metadata_error.is_some() {
             name.push('!');
         }

@@ -7,8 +7,8 @@ fn obs(collector: &mut Collector, t_s: i64, n_tenants: usize) -> Observation {
     let domains = (0..n_tenants)
         .map(|i| DomainSnapshot {
             id: TenantId {
-                uuid: format!("00000000-0000-0000-0000-00000000000{i}"),
-                name: format!("vm{i}"),
+                uuid: format!("00000000-0000-0000-0000-00000000000{i}").into(),
+                name: format!("vm{i}").into(),
             },
             counters: DomainCounters {
                 cpu_time_ns: Some(t_s as u64 * 500_000_000),

@@ -140,3 +140,5 @@ pub fn run(
         overall,
     })
 }
+#[cfg(test)]
+mod tests;

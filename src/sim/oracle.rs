@@ -71,7 +71,7 @@ impl Policy for Oracle {
                 .tenants
                 .iter()
                 .map(|t| {
-                    let i = self.index[&t.id.name];
+                    let i = self.index[&*t.id.name];
                     let d = self.replay.tenants[i].demand(r, k);
                     if d.is_nan() { 0.0 } else { to_pipeline(r, d) }
                 })

@@ -128,10 +128,7 @@ fn align_one(t: &VmTrace, t0: i64, steps: usize) -> (ReplayTenant, usize, usize)
     // Fill the gaps between rows.
     let (mut short, mut long) = (0, 0);
     let mut prev: Option<usize> = None;
-    for k in 0..steps {
-        if !have[k] {
-            continue;
-        }
+    for k in (0..steps).filter(|&k| have[k]) {
         if let Some(p) = prev
             && k > p + 1
         {

@@ -21,13 +21,14 @@ use super::{Allocation, fit_to_host, static_shares};
 use crate::collect::Observation;
 use crate::model::{PerResource, Resource};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The smallest request, as a fraction of the tenant's static share.
 pub const FLOOR: f64 = 0.05;
 
 /// Per-tenant state of a baseline, dropped when the tenant vanishes.
 pub(crate) struct PerTenant<S> {
-    states: HashMap<String, S>,
+    states: HashMap<Arc<str>, S>,
 }
 
 impl<S: Default> PerTenant<S> {
@@ -45,7 +46,7 @@ impl<S: Default> PerTenant<S> {
         mut f: impl FnMut(&mut S, Resource, Option<f64>, i64) -> Option<f64>,
     ) -> Allocation {
         for id in &obs.vanished {
-            self.states.remove(&id.uuid);
+            self.states.remove(&*id.uuid);
         }
         let shares: Vec<[f64; 4]> = {
             let cols: Vec<Vec<f64>> = Resource::ALL
@@ -61,7 +62,10 @@ impl<S: Default> PerTenant<S> {
             .iter()
             .zip(&shares)
             .map(|(t, share)| {
-                let state = self.states.entry(t.id.uuid.clone()).or_default();
+                if !self.states.contains_key(&*t.id.uuid) {
+                    self.states.insert(Arc::clone(&t.id.uuid), S::default());
+                }
+                let state = self.states.get_mut(&*t.id.uuid).expect("inserted above");
                 let mut q = PerResource::default();
                 for r in Resource::ALL {
                     let s = share[r.index()];

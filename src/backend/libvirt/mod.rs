@@ -196,8 +196,8 @@ impl Backend for LibvirtBackend {
             let config = self.domain_config(&r.uuid, &r.name);
             domains.push(DomainSnapshot {
                 id: TenantId {
-                    uuid: r.uuid,
-                    name: r.name,
+                    uuid: r.uuid.into(),
+                    name: r.name.into(),
                 },
                 config,
                 counters: stats::parse(&r.params),
@@ -205,7 +205,7 @@ impl Backend for LibvirtBackend {
             });
         }
         self.configs
-            .retain(|uuid, _| domains.iter().any(|d| &d.id.uuid == uuid));
+            .retain(|uuid, _| domains.iter().any(|d| *d.id.uuid == **uuid));
         Ok(Snapshot {
             at_unix_ms,
             mono_ns,

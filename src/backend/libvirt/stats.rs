@@ -64,7 +64,8 @@ pub fn parse(params: &[(String, Param)]) -> DomainCounters {
                 name: map
                     .get(format!("block.{i}.name").as_str())
                     .and_then(|p| text(p))
-                    .unwrap_or_else(|| format!("block{i}")),
+                    .unwrap_or_else(|| format!("block{i}"))
+                    .into(),
                 rd_reqs: f("rd.reqs"),
                 rd_bytes: f("rd.bytes"),
                 rd_times_ns: f("rd.times"),
@@ -85,7 +86,8 @@ pub fn parse(params: &[(String, Param)]) -> DomainCounters {
                 name: map
                     .get(format!("net.{i}.name").as_str())
                     .and_then(|p| text(p))
-                    .unwrap_or_else(|| format!("net{i}")),
+                    .unwrap_or_else(|| format!("net{i}"))
+                    .into(),
                 rx_bytes: f("rx.bytes"),
                 rx_pkts: f("rx.pkts"),
                 rx_errs: f("rx.errs"),
@@ -182,11 +184,11 @@ mod tests {
         assert_eq!(c.balloon.major_faults, Some(12));
         assert_eq!(c.balloon.rss_kib, Some(200_000));
         assert_eq!(c.disks.len(), 1);
-        assert_eq!(c.disks[0].name, "vda");
+        assert_eq!(&*c.disks[0].name, "vda");
         assert_eq!(c.disks[0].wr_bytes, Some(28_672));
         assert_eq!(c.disks[0].rd_times_ns, Some(1_000_000));
         assert_eq!(c.nics.len(), 1);
-        assert_eq!(c.nics[0].name, "vnet0");
+        assert_eq!(&*c.nics[0].name, "vnet0");
         assert_eq!(c.nics[0].rx_drop, Some(1));
         assert_eq!(c.nics[0].tx_pkts, Some(20));
     }
@@ -223,8 +225,8 @@ mod tests {
         ]);
         assert_eq!(c.vcpus.len(), 1);
         assert_eq!(c.vcpus[0].time_ns, Some(7));
-        assert_eq!(c.disks[0].name, "block0");
-        assert_eq!(c.nics[0].name, "net0");
+        assert_eq!(&*c.disks[0].name, "block0");
+        assert_eq!(&*c.nics[0].name, "net0");
         assert_eq!(c.disks[0].rd_bytes, None);
     }
 
