@@ -9,11 +9,19 @@ const MONTH: &str = "../shared/traces/bitbrains-rnd-2013-7";
 #[test]
 fn month_replay_matches_the_readme() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(MONTH);
-    assert!(dir.is_dir(), "{} is missing: the team's traces live in ../shared/traces", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the team's traces live in ../shared/traces",
+        dir.display()
+    );
     let (traces, skipped) = prescient::trace::read_dir(&dir, false, |_, _| {}).unwrap();
     assert!(skipped.is_empty());
     assert_eq!(traces.len(), 500);
-    assert_eq!(traces.iter().filter(|t| t.duplicates > 0).count(), 13, "files with duplicate timestamps");
+    assert_eq!(
+        traces.iter().filter(|t| t.duplicates > 0).count(),
+        13,
+        "files with duplicate timestamps"
+    );
     let r = Replay::align(&traces, None);
     assert_eq!(r.steps, 8640);
     // 2013-06-30 22:00 UTC

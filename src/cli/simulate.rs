@@ -182,7 +182,11 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
                 format!(", {} files skipped", skipped.len())
             }
         );
-        print!("{}", render(&reports));
+        if a.sweep {
+            print!("{}", render_frontier(&reports));
+        } else {
+            print!("{}", render(&reports));
+        }
         if let Some(p) = &a.plot {
             println!("plot: {}", p.display());
         }
@@ -206,6 +210,41 @@ fn row(s: &mut String, label: &str, m: &Metrics) {
         rate(m.violation_rate.bronze),
         m.changes_per_tenant_day
     );
+}
+
+/// A sweep's frontier for people: one line per run, overall figures.
+pub fn render_frontier(reports: &[Report]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<9} {:>6} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9}",
+        "policy",
+        "knob",
+        "shortfall",
+        "weighted",
+        "slack",
+        "viol_g",
+        "viol_s",
+        "viol_b",
+        "chg/t·day"
+    );
+    for r in reports {
+        let m = &r.overall;
+        let _ = writeln!(
+            s,
+            "{:<9} {:>6} {:>9.4} {:>9.4} {:>7.4} {:>8} {:>8} {:>8} {:>9.2}",
+            r.policy,
+            r.knob.map_or("-".into(), |k| k.to_string()),
+            m.shortfall,
+            m.weighted_shortfall,
+            m.slack,
+            rate(m.violation_rate.gold),
+            rate(m.violation_rate.silver),
+            rate(m.violation_rate.bronze),
+            m.changes_per_tenant_day
+        );
+    }
+    s
 }
 
 /// Tables for people: one block per run.
