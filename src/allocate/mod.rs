@@ -95,9 +95,47 @@ pub fn fit_weighted(requests: &mut [f64], weights: &[f64], capacity: f64) {
     }
 }
 
+/// Fill classes in order of weight; the first class that does not fit is scaled down in
+/// proportion, the ones after it get nothing.
+pub fn fit_priority(requests: &mut [f64], weights: &[f64], capacity: f64) {
+    let mut levels: Vec<f64> = weights.to_vec();
+    levels.sort_by(|a, b| b.total_cmp(a));
+    levels.dedup();
+    let mut left = capacity;
+    for w in levels {
+        let in_class = |x: &f64| *x == w;
+        let want: f64 = requests
+            .iter()
+            .zip(weights)
+            .filter(|(_, x)| in_class(x))
+            .map(|(r, _)| r)
+            .sum();
+        let f = if want <= left {
+            1.0
+        } else if want > 0.0 {
+            left.max(0.0) / want
+        } else {
+            0.0
+        };
+        for (r, _) in requests
+            .iter_mut()
+            .zip(weights)
+            .filter(|(_, x)| in_class(x))
+        {
+            *r *= f;
+        }
+        left -= want * f;
+    }
+}
+
 /// Turn per-tenant requests into an allocation that fits the host: negative or non-finite
-/// requests become 0, then each resource is scaled down by class weight where it must be.
-pub fn fit_to_host(obs: &Observation, mut requests: Vec<PerResource<f64>>) -> Allocation {
+/// requests become 0, then each resource with a known capacity is fitted with `fit`
+/// ([`fit_weighted`] or [`fit_priority`]).
+pub fn fit_to_host(
+    obs: &Observation,
+    mut requests: Vec<PerResource<f64>>,
+    fit: fn(&mut [f64], &[f64], f64),
+) -> Allocation {
     let weights: Vec<f64> = obs
         .tenants
         .iter()
@@ -112,7 +150,7 @@ pub fn fit_to_host(obs: &Observation, mut requests: Vec<PerResource<f64>>) -> Al
             })
             .collect();
         if let Some(c) = *obs.host.capacity.get(r) {
-            fit_weighted(&mut col, &weights, c);
+            fit(&mut col, &weights, c);
         }
         for (q, v) in requests.iter_mut().zip(col) {
             *q.get_mut(r) = v;
@@ -124,7 +162,7 @@ pub fn fit_to_host(obs: &Observation, mut requests: Vec<PerResource<f64>>) -> Al
             .iter()
             .zip(requests)
             .map(|(t, amounts)| TenantAllocation {
-                uuid: t.id.uuid.clone(),
+                uuid: Arc::clone(&t.id.uuid),
                 amounts,
             })
             .collect(),
@@ -134,6 +172,13 @@ pub fn fit_to_host(obs: &Observation, mut requests: Vec<PerResource<f64>>) -> Al
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn priority_fill() {
+        let mut r = vec![5.0, 5.0, 5.0, 5.0];
+        fit_priority(&mut r, &[4.0, 2.0, 2.0, 1.0], 10.0);
+        assert_eq!(r, [5.0, 2.5, 2.5, 0.0]);
+    }
 
     #[test]
     fn fitting_requests_are_untouched() {

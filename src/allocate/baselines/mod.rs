@@ -17,7 +17,7 @@ pub use reactive::Reactive;
 pub use static_share::StaticShare;
 pub use vpa::Vpa;
 
-use super::{Allocation, fit_to_host, static_shares};
+use super::{Allocation, fit_to_host, fit_weighted, static_shares};
 use crate::collect::Observation;
 use crate::model::{PerResource, Resource};
 use std::collections::HashMap;
@@ -75,6 +75,6 @@ impl<S: Default> PerTenant<S> {
                 q
             })
             .collect();
-        fit_to_host(obs, requests)
+        fit_to_host(obs, requests, fit_weighted)
     }
 }
