@@ -494,8 +494,12 @@ fn restart_libvirtd() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
+        // Null stdio: the daemon outlives the test and must not hold the runner's pipes.
         Command::new("libvirtd")
             .arg("-d")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .unwrap()
             .success()
