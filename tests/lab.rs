@@ -384,17 +384,7 @@ fn domains_vanish_appear_and_metadata_changes_are_seen() {
     } else {
         "gold"
     };
-    let xml = format!("<tenant class=\"{target}\"/>");
-    virsh(&[
-        "metadata",
-        &name,
-        "https://prescient.dev/xmlns/tenant/1",
-        "--key",
-        "prescient",
-        "--set",
-        &xml,
-        "--live",
-    ]);
+    set_live_metadata(&name, &format!("<tenant class=\"{target}\"/>"));
     let took = step_until(
         &mut ctl,
         &mut backend,
@@ -405,16 +395,7 @@ fn domains_vanish_appear_and_metadata_changes_are_seen() {
     eprintln!("{name}: class change seen after {took:?}");
 
     // Malformed metadata: the tenant stays monitored with defaults and the error names it.
-    virsh(&[
-        "metadata",
-        &name,
-        "https://prescient.dev/xmlns/tenant/1",
-        "--key",
-        "prescient",
-        "--set",
-        "<tenant class=\"platinum\"/>",
-        "--live",
-    ]);
+    set_live_metadata(&name, "<tenant class=\"platinum\"/>");
     step_until(
         &mut ctl,
         &mut backend,
@@ -435,6 +416,20 @@ fn domains_vanish_appear_and_metadata_changes_are_seen() {
     std::fs::write(serial_log(&name), "").ok();
     virsh(&["start", &name]);
     wait_ready(&name);
+}
+
+/// Replace the running domain's `<prescient:tenant>` (its persistent definition is kept).
+fn set_live_metadata(name: &str, xml: &str) {
+    virsh(&[
+        "metadata",
+        name,
+        "https://prescient.dev/xmlns/tenant/1",
+        "--key",
+        "prescient",
+        "--set",
+        xml,
+        "--live",
+    ]);
 }
 
 fn wait_ready(name: &str) {

@@ -198,10 +198,13 @@ fn rate(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))
 }
 
-fn row(s: &mut String, label: &str, m: &Metrics) {
-    let _ = writeln!(
-        s,
-        "  {label:<8} {:>9.4} {:>9.4} {:>7.4} {:>8} {:>8} {:>8} {:>9.2}",
+/// The metric columns' header, shared by both tables.
+const METRIC_HEADER: &str = "shortfall  weighted   slack   viol_g   viol_s   viol_b chg/t·day";
+
+/// One line's metric columns.
+fn cells(m: &Metrics) -> String {
+    format!(
+        "{:>9.4} {:>9.4} {:>7.4} {:>8} {:>8} {:>8} {:>9.2}",
         m.shortfall,
         m.weighted_shortfall,
         m.slack,
@@ -209,40 +212,15 @@ fn row(s: &mut String, label: &str, m: &Metrics) {
         rate(m.violation_rate.silver),
         rate(m.violation_rate.bronze),
         m.changes_per_tenant_day
-    );
+    )
 }
 
 /// A sweep's frontier for people: one line per run, overall figures.
 pub fn render_frontier(reports: &[Report]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\n{:<9} {:>6} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9}",
-        "policy",
-        "knob",
-        "shortfall",
-        "weighted",
-        "slack",
-        "viol_g",
-        "viol_s",
-        "viol_b",
-        "chg/t·day"
-    );
+    let mut s = format!("\n{:<9} {:>6} {METRIC_HEADER}\n", "policy", "knob");
     for r in reports {
-        let m = &r.overall;
-        let _ = writeln!(
-            s,
-            "{:<9} {:>6} {:>9.4} {:>9.4} {:>7.4} {:>8} {:>8} {:>8} {:>9.2}",
-            r.policy,
-            r.knob.map_or("-".into(), |k| k.to_string()),
-            m.shortfall,
-            m.weighted_shortfall,
-            m.slack,
-            rate(m.violation_rate.gold),
-            rate(m.violation_rate.silver),
-            rate(m.violation_rate.bronze),
-            m.changes_per_tenant_day
-        );
+        let knob = r.knob.map_or("-".into(), |k| k.to_string());
+        let _ = writeln!(s, "{:<9} {knob:>6} {}", r.policy, cells(&r.overall));
     }
     s
 }
@@ -253,15 +231,11 @@ pub fn render(reports: &[Report]) -> String {
     for r in reports {
         let knob = r.knob.map(|k| format!(" (knob {k})")).unwrap_or_default();
         let _ = writeln!(s, "\n{}{knob}", r.policy);
-        let _ = writeln!(
-            s,
-            "  {:<8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9}",
-            "resource", "shortfall", "weighted", "slack", "viol_g", "viol_s", "viol_b", "chg/t·day"
-        );
+        let _ = writeln!(s, "  {:<8} {METRIC_HEADER}", "resource");
         for res in Resource::ALL {
-            row(&mut s, res.name(), r.resources.get(res));
+            let _ = writeln!(s, "  {:<8} {}", res.name(), cells(r.resources.get(res)));
         }
-        row(&mut s, "overall", &r.overall);
+        let _ = writeln!(s, "  {:<8} {}", "overall", cells(&r.overall));
     }
     s
 }
