@@ -1,7 +1,9 @@
 //! Command-line interface: one file per subcommand group, each only parsing and dispatching.
 
+pub mod bench;
 pub mod collect;
 pub mod daemon;
+pub mod forecast_eval;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,11 @@ pub enum Command {
     /// Read the tenants' stats now (two bulk reads a short window apart, for rates) and print
     /// them.
     Collect(collect::CollectArgs),
+    /// Replay traces through the online forecasters and score them against the naive
+    /// forecast (issue 4's protocol).
+    ForecastEval(forecast_eval::ForecastEvalArgs),
+    /// Print cost figures of a component (release build advised).
+    Bench(bench::BenchArgs),
 }
 
 /// What went wrong, for `main` to print.
@@ -36,5 +43,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Daemon(a) => daemon::run(a),
         Command::Collect(a) => collect::run(a),
+        Command::ForecastEval(a) => forecast_eval::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
