@@ -30,6 +30,16 @@ pub fn run(a: BenchArgs) -> super::CliResult {
         BenchWhat::Forecast { trace, files, json } => {
             let series = bench::load(trace.as_ref(), files)?;
             let r = bench::run(&series, 2016, 12);
+            if !json {
+                let longest = series
+                    .iter()
+                    .max_by_key(|s| s.len())
+                    .cloned()
+                    .unwrap_or_default();
+                for (fam, ns) in bench::family_costs(&longest) {
+                    println!("  {fam:<16} {:8.2} µs CPU per 48-step forecast", ns / 1e3);
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

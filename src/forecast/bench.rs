@@ -142,3 +142,40 @@ pub fn tenant_json_bytes(steps: usize) -> usize {
     }
     serde_json::to_vec(&t).map(|v| v.len()).unwrap_or(0)
 }
+
+/// CPU time of one 48-step forecast of each model family alone (candidates only), and of
+/// the combination step, at the end of `s`.
+pub fn family_costs(s: &[(i64, f64)]) -> Vec<(String, f64)> {
+    let mut f = SeriesForecaster::new(Config::default());
+    for &(ts, v) in s {
+        let _ = f.update(ts, v);
+    }
+    let names = super::candidate_names();
+    let mut out = Vec::new();
+    let mut c = 0;
+    let reps = 200;
+    for (fam, n) in super::FAMILIES {
+        let mut g = f.clone();
+        g.cfg.enabled = (0..names.len())
+            .map(|i| i >= c && i < c + n.len())
+            .collect();
+        let hs: Vec<usize> = (1..=H).collect();
+        let mut buf = vec![0.0; names.len() * H];
+        let c0 = thread_cpu_ns();
+        for _ in 0..reps {
+            g.candidates(&hs, &mut buf);
+            std::hint::black_box(&buf);
+        }
+        out.push((fam.to_string(), (thread_cpu_ns() - c0) as f64 / reps as f64));
+        c += n.len();
+    }
+    let c0 = thread_cpu_ns();
+    for _ in 0..reps {
+        std::hint::black_box(f.forecast());
+    }
+    out.push((
+        "whole forecast".into(),
+        (thread_cpu_ns() - c0) as f64 / reps as f64,
+    ));
+    out
+}

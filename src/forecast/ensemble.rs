@@ -81,6 +81,62 @@ impl Scores {
     }
 }
 
+/// The candidates worth combining at one horizon: weight above 1e-4 of the largest, at most
+/// `cap` of them (the heaviest), as (index, weight).
+pub fn top(weights: &[f32], cap: usize) -> Vec<(usize, f32)> {
+    let wmax = weights.iter().copied().fold(0.0, f32::max);
+    let mut v: Vec<(usize, f32)> = weights
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, w)| w > 0.0 && w > wmax * 1e-4)
+        .collect();
+    if v.len() > cap && cap > 0 {
+        // The `cap` heaviest (ties: the lower index), in no particular order.
+        v.select_nth_unstable_by(cap - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(cap);
+    }
+    v
+}
+
+/// The weighted median of the present values of the chosen candidates (`top`).
+pub fn weighted_median_of(values: &[f32], chosen: &[(usize, f32)]) -> Option<f32> {
+    let mut buf = [(0f32, 0f32); 64];
+    let mut n = 0;
+    let mut total = 0.0;
+    for &(i, w) in chosen {
+        let v = values[i];
+        if present(v) && n < buf.len() {
+            // Insertion by value.
+            let mut j = n;
+            while j > 0 && buf[j - 1].0 > v {
+                buf[j] = buf[j - 1];
+                j -= 1;
+            }
+            buf[j] = (v, w);
+            total += w;
+            n += 1;
+        }
+    }
+    median_of_sorted(&buf[..n], total)
+}
+
+fn median_of_sorted(b: &[(f32, f32)], total: f32) -> Option<f32> {
+    let half = 0.5 * total;
+    let mut acc = 0.0;
+    for (i, &(v, w)) in b.iter().enumerate() {
+        acc += w;
+        if acc > half {
+            return Some(v);
+        }
+        if acc == half {
+            // Exactly half: the midpoint of the two middle values.
+            return Some(0.5 * (v + b.get(i + 1).map_or(v, |x| x.0)));
+        }
+    }
+    b.last().map(|x| x.0)
+}
+
 /// The weighted median of the present values (weights ≤ 0 and missing values ignored);
 /// None when nothing is left.
 pub fn weighted_median(values: &[f32], weights: &[f32]) -> Option<f32> {
@@ -107,19 +163,7 @@ pub fn weighted_median(values: &[f32], weights: &[f32]) -> Option<f32> {
     }
     let b = &mut buf[..n];
     b.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    let half = 0.5 * total;
-    let mut acc = 0.0;
-    for (i, &(v, w)) in b.iter().enumerate() {
-        acc += w;
-        if acc > half {
-            return Some(v);
-        }
-        if acc == half {
-            // Exactly half: the midpoint of the two middle values.
-            return Some(0.5 * (v + b.get(i + 1).map_or(v, |x| x.0)));
-        }
-    }
-    b.last().map(|x| x.0)
+    median_of_sorted(b, total)
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ pub const WEEK: i64 = 7 * DAY;
 /// 12 slots before it); a power of two so that indexing is a mask.
 pub const GRID: usize = 4096;
 /// Values kept by step.
-pub const RING: usize = 512;
+pub const RING: usize = 320;
 /// Hours kept in the hourly day-median grid (14 days and more).
-pub const HOURS: usize = 512;
+pub const HOURS: usize = 14 * 24 + 2;
 /// The marker of a missing value.
 pub const MISSING: f32 = -1.0;
 

@@ -30,7 +30,7 @@ pub mod ridge;
 
 use crate::model::{PerResource, Resource};
 use conformal::Conformal;
-use ensemble::{Scores, weighted_median};
+use ensemble::{Scores, top, weighted_median_of};
 use history::{History, MISSING, present};
 use models::{Model, Origin};
 use serde::{Deserialize, Serialize};
@@ -164,6 +164,10 @@ pub struct Config {
     pub power: f32,
     /// Residuals kept per scored horizon for the conformal quantiles.
     pub window: usize,
+    /// At most this many candidates (the heaviest) enter a weighted median.
+    pub cap: usize,
+    /// Quantile-tracking step of the conformal correction (in mean absolute residuals).
+    pub eta: f32,
 }
 
 impl Default for Config {
@@ -173,7 +177,9 @@ impl Default for Config {
             score_every: 6,
             half_life: 576.0,
             power: 5.0,
-            window: 256,
+            window: 200,
+            cap: 12,
+            eta: 0.1,
         }
     }
 }
@@ -250,7 +256,7 @@ impl SeriesForecaster {
             q95: vec![0.0; m * NS],
             pending_origin: vec![u64::MAX; slots],
             pending: vec![MISSING; slots * (m + 1) * NS],
-            conformal: Conformal::new(NS, cfg.window),
+            conformal: Conformal::new(NS, cfg.window, cfg.eta),
             cfg,
         }
     }
@@ -365,7 +371,7 @@ impl SeriesForecaster {
             for c in 0..m {
                 vals[c] = buf[c * NS + i];
             }
-            rec[m * NS + i] = weighted_median(&vals, &w).unwrap_or(MISSING);
+            rec[m * NS + i] = weighted_median_of(&vals, &top(&w, self.cfg.cap)).unwrap_or(MISSING);
         }
         self.pending_origin[p] = step;
     }
@@ -428,11 +434,14 @@ impl SeriesForecaster {
         let hs: Vec<usize> = (1..=H).collect();
         let mut cand = vec![MISSING; m * H];
         self.candidates(&hs, &mut cand);
-        let mut w = vec![vec![0.0; m]; NS];
-        for (i, wi) in w.iter_mut().enumerate() {
-            self.scores
-                .weights(i, &self.cfg.enabled, self.cfg.power, wi);
-        }
+        let mut wi = vec![0.0; m];
+        let chosen: Vec<Vec<(usize, f32)>> = (0..NS)
+            .map(|i| {
+                self.scores
+                    .weights(i, &self.cfg.enabled, self.cfg.power, &mut wi);
+                top(&wi, self.cfg.cap)
+            })
+            .collect();
         let mut vals = vec![0.0; m];
         let mut point = vec![0.0; H];
         let mut quantiles = vec![[0.0; 4]; H];
@@ -441,7 +450,7 @@ impl SeriesForecaster {
             for c in 0..m {
                 vals[c] = cand[c * H + k - 1];
             }
-            let p = weighted_median(&vals, &w[scored_index(k)]).unwrap_or(last);
+            let p = weighted_median_of(&vals, &chosen[scored_index(k)]).unwrap_or(last);
             point[k - 1] = p;
             let mut prev = 0.0f32;
             let (i0, i1, t) = interp_at(k);
