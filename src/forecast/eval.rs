@@ -368,3 +368,98 @@ pub fn render(report: &Report, horizons: &[usize]) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\tDisk read throughput [KB/s];\tDisk write throughput [KB/s];\tNetwork received throughput [KB/s];\tNetwork transmitted throughput [KB/s]\n";
+
+    fn write(dir: &std::path::Path, name: &str, rows: usize) {
+        let mut s = String::from(HEADER);
+        for t in 0..rows {
+            let day = (t as f64 / 288.0 * std::f64::consts::TAU).sin();
+            let cpu = 1000.0 + 500.0 * day;
+            s.push_str(&format!(
+                "{};\t2;\t5000;\t{cpu};\t10;\t8000000;\t{};\t{};\t0;\t{};\t1\n",
+                1_372_636_800 + 300 * t as i64,
+                4_000_000.0 + 1000.0 * (t % 7) as f64,
+                (t % 12) as f64,
+                (t % 5) as f64
+            ));
+        }
+        std::fs::write(dir.join(name), s).unwrap();
+    }
+
+    #[test]
+    fn runs_the_protocol_and_counts_what_it_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        write(dir.path(), "2.csv", 100); // too short
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            ..Options::default()
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        let m = candidate_names().len() + 1;
+        assert_eq!(r.results.len(), 4 * m * 4);
+        for row in &r.results {
+            if row.resource == Resource::Disk && row.horizon % 12 == 0 {
+                // Disk repeats every 12 steps: naive is exact at h = 12 and 48, the series is
+                // skipped (and counted) for gmrae.
+                assert_eq!(
+                    (row.series, row.skipped, row.gmrae),
+                    (0, 2, None),
+                    "{row:?}"
+                );
+                continue;
+            }
+            assert_eq!(row.series, 1, "{row:?}");
+            assert_eq!(row.skipped, 1);
+            if row.model == "naive" {
+                // The forecaster keeps values as f32: equal up to rounding.
+                assert!((row.gmrae.unwrap() - 1.0).abs() < 1e-5, "{row:?}");
+                assert!((row.pooled.unwrap() - 1.0).abs() < 1e-5, "{row:?}");
+            }
+        }
+        // 700 rows, warm-up 600: origins 600, 612, …, 648 (48 steps must remain).
+        let cpu = r
+            .results
+            .iter()
+            .find(|x| x.model == "snaive_day" && x.resource == Resource::Cpu && x.horizon == 1)
+            .unwrap();
+        assert!(cpu.gmrae.unwrap() < 0.1, "{cpu:?}");
+        let text = render(&r, &opt.horizons);
+        assert!(text.contains("ensemble"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["results"][0]["gmrae"].is_number());
+        assert!(json["timing"]["forecast_ns_per_origin"].is_number());
+    }
+
+    #[test]
+    fn malformed_files_name_file_and_line_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        std::fs::write(
+            dir.path().join("2.csv"),
+            format!("{HEADER}0;\t2;\t5000;\tNaN;\t1;\t1;\t1;\t1;\t1;\t1;\t1\n"),
+        )
+        .unwrap();
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            resources: vec![Resource::Cpu],
+            ..Options::default()
+        };
+        let e = evaluate(&files, &opt, &|_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("2.csv line 2"), "{e}");
+        let opt = Options {
+            skip_bad: true,
+            ..opt
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        assert_eq!(r.bad_files.len(), 1);
+        assert!(r.results.iter().all(|x| x.series == 1 && x.skipped == 1));
+    }
+}

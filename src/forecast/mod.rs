@@ -376,12 +376,15 @@ impl SeriesForecaster {
         self.pending_origin[p] = step;
     }
 
-    /// Every enabled candidate at horizons `hs`, clamped at 0 (`out[c * hs.len() + i]`).
+    /// Every enabled candidate at horizons `hs`, clamped at 0 (`out[c * hs.len() + i]`),
+    /// MISSING where a candidate cannot tell yet.
     fn candidates(&self, hs: &[usize], out: &mut [f32]) {
-        out.fill(MISSING);
         if self.hist.n == 0 {
+            out.fill(MISSING);
             return;
         }
+        // Models leave what they cannot forecast untouched: NaN here, MISSING below.
+        out.fill(f32::NAN);
         let o = Origin::new(&self.hist);
         self.models.forecast(&o, hs, &self.cfg.enabled, out);
         let n = hs.len();

@@ -5,9 +5,10 @@ use super::{Model, Origin};
 use crate::forecast::history::{DAY, History};
 use serde::{Deserialize, Serialize};
 
-const ALPHA: f64 = 0.3;
-const BETA: f64 = 0.02;
-const GAMMA: f64 = 0.25;
+// Each seasonal term learns once a day, hence its large step; a weak, damped trend.
+const ALPHA: f64 = 0.1;
+const BETA: f64 = 0.01;
+const GAMMA: f64 = 0.3;
 const PHI: f64 = 0.9;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,7 +16,7 @@ pub struct HoltWinters {
     level: f64,
     trend: f64,
     season: Vec<f32>,
-    /// Which slots of the day have been seen at least once.
+    /// Observations seen (the first day initialises the profile).
     seen: u64,
 }
 
@@ -41,8 +42,16 @@ impl Model for HoltWinters {
     fn update(&mut self, h: &History) {
         let y = h.last() as f64;
         let j = h.slot().rem_euclid(DAY) as usize;
-        if h.n == 1 {
-            self.level = y;
+        if self.seen < DAY as u64 {
+            // The first day initialises: its values become the profile around their mean.
+            self.season[j] = y as f32;
+            self.level += y;
+            self.seen += 1;
+            if self.seen == DAY as u64 {
+                self.level /= DAY as f64;
+                let l = self.level as f32;
+                self.season.iter_mut().for_each(|s| *s -= l);
+            }
             return;
         }
         let s = self.season[j] as f64;

@@ -4,7 +4,8 @@
 //! Contract: `update` is called once per observation, after the history holds it, and must
 //! be cheap; `forecast` reads the state as of the latest observation and writes, for every
 //! candidate `c` and every requested horizon `hs[i]` (in steps, 1..=48), `out[c * hs.len() + i]`,
-//! or leaves [`MISSING`] there when it cannot tell yet (not enough history).
+//! or leaves the slot untouched when it cannot tell yet (not enough history); any value it
+//! writes is a forecast (negative ones are clamped to 0 by the caller).
 
 pub mod ar;
 pub mod esn;

@@ -1,7 +1,8 @@
-//! Level-corrected daily profiles, looked up by timestamp: today's level (the median of the
-//! last 12 values) plus the median, over the last 3, 7 or 14 days, of how far the value at
-//! the target's time of day sat from that day's level (the median of the 12 slots ending at
-//! the origin's time of day, or the median of the 24 hours before it).
+//! Level-corrected daily profiles, looked up by timestamp: today's level plus the median,
+//! over the last 3, 7 or 14 days, of how far the value at the target's time of day sat from
+//! that day's level. Levels are either the median of the last 12 values (now, and the 12
+//! slots ending at the origin's time of day on the past day: `profN`) or the median of the
+//! last 24 hours (now, and as it stood then: `profN_day`).
 //! The strongest single candidates on the Bitbrains month (forecasting notes).
 
 use super::{Model, Origin, median_or_missing};
@@ -38,7 +39,8 @@ impl Model for Profile {
                     }
                 }
                 if m * 2 >= days.min(7) {
-                    out[c * n + i] = o.med12 + median_or_missing(&mut buf[..m]);
+                    let now = if day_level { o.med288 } else { o.med12 };
+                    out[c * n + i] = now + median_or_missing(&mut buf[..m]);
                 }
             }
         }
