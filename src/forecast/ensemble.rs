@@ -6,6 +6,9 @@
 use super::history::present;
 use serde::{Deserialize, Serialize};
 
+/// Discounted scores a candidate needs before it is weighed.
+pub const MIN_COUNT: f32 = 20.0;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scores {
     pub models: usize,
@@ -44,14 +47,23 @@ impl Scores {
         (self.count[j] > 0.5).then(|| self.abs[j] / self.count[j])
     }
 
-    /// Weights of every candidate at scored horizon i (0 for disabled or never scored ones;
-    /// equal weights among the enabled ones before anything has been scored).
+    /// The discounted mean absolute error, once it rests on enough scores to be trusted
+    /// (a candidate that became available late, e.g. the weekly lag, does not get a large
+    /// weight from a few lucky scores).
+    #[inline]
+    fn trusted_mae(&self, m: usize, i: usize) -> Option<f32> {
+        let j = m * self.horizons + i;
+        (self.count[j] >= MIN_COUNT).then(|| self.abs[j] / self.count[j])
+    }
+
+    /// Weights of every candidate at scored horizon i (0 for disabled ones and those not yet
+    /// scored MIN_COUNT times; equal weights among the enabled ones before any is).
     pub fn weights(&self, i: usize, enabled: &[bool], power: f32, out: &mut [f32]) {
         let mut min = f32::INFINITY;
         let mut sum = 0.0;
         let mut k = 0;
         for m in 0..self.models {
-            if let (true, Some(s)) = (enabled[m], self.mae(m, i)) {
+            if let (true, Some(s)) = (enabled[m], self.trusted_mae(m, i)) {
                 min = min.min(s);
                 sum += s;
                 k += 1;
@@ -65,7 +77,7 @@ impl Scores {
         }
         let eps = 1e-6 * sum / k as f32 + 1e-20;
         for m in 0..self.models {
-            out[m] = match (enabled[m], self.mae(m, i)) {
+            out[m] = match (enabled[m], self.trusted_mae(m, i)) {
                 (true, Some(s)) => {
                     let r = (min + eps) / (s + eps);
                     if power == 5.0 {
