@@ -65,16 +65,29 @@ pub fn median(v: &mut [f32]) -> f32 {
     }
 }
 
+/// The index `lag` places before `at` in a ring of `len` (`at` a position, or any counter
+/// when `len` divides evenly; `lag < len`). Positions avoid a division per lookup.
+#[inline]
+fn back(at: usize, lag: usize, len: usize) -> usize {
+    if len == RING {
+        // `at` is already a position in the ring.
+        if at >= lag { at - lag } else { at + len - lag }
+    } else {
+        (at - lag) % len
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
     /// Observations so far.
     pub n: u64,
     pub last_ts: i64,
-    /// Values by step: `ring[step % RING]`.
+    /// Values by step: `ring[step % RING]`; `pos` is the latest one's index.
     ring: Vec<f32>,
-    /// Timestamps of the last 64 steps.
+    pos: usize,
+    /// Timestamps of the last 56 steps.
     ts_ring: Vec<i64>,
-    /// Median of the 12 values ending at each of the last 128 steps.
+    /// Median of the 12 values ending at each of the last 112 steps.
     med12_ring: Vec<f32>,
     /// Values by 5-minute slot: `grid[slot % GRID]`; `cur_slot` is the latest slot.
     grid: Vec<f32>,
@@ -84,8 +97,8 @@ pub struct History {
     cur_hour: i64,
 }
 
-pub const TS_RING: usize = 64;
-pub const MED_RING: usize = 128;
+pub const TS_RING: usize = 56;
+pub const MED_RING: usize = 112;
 
 impl Default for History {
     fn default() -> Self {
@@ -99,6 +112,7 @@ impl History {
             n: 0,
             last_ts: i64::MIN,
             ring: vec![MISSING; RING],
+            pos: 0,
             ts_ring: vec![0; TS_RING],
             med12_ring: vec![MISSING; MED_RING],
             grid: vec![MISSING; GRID],
@@ -141,7 +155,8 @@ impl History {
         self.cur_slot = slot;
 
         let i = self.n as usize;
-        self.ring[i % RING] = v;
+        self.pos = i % RING;
+        self.ring[self.pos] = v;
         self.ts_ring[i % TS_RING] = ts;
         self.n += 1;
         self.last_ts = ts;
@@ -155,7 +170,7 @@ impl History {
         if lag >= RING || lag as u64 >= self.n {
             return None;
         }
-        Some(self.ring[(self.n as usize - 1 - lag) % RING])
+        Some(self.ring[back(self.pos, lag, RING)])
     }
 
     #[inline]
@@ -168,7 +183,7 @@ impl History {
         if lag >= TS_RING || lag as u64 >= self.n {
             return None;
         }
-        Some(self.ts_ring[(self.n as usize - 1 - lag) % TS_RING])
+        Some(self.ts_ring[back(self.n as usize - 1, lag, TS_RING)])
     }
 
     /// Median of the 12 values ending `lag` steps ago.
@@ -176,7 +191,7 @@ impl History {
         if lag >= MED_RING || lag as u64 >= self.n {
             return None;
         }
-        Some(self.med12_ring[(self.n as usize - 1 - lag) % MED_RING])
+        Some(self.med12_ring[back(self.n as usize - 1, lag, MED_RING)])
     }
 
     /// Median of the last `k` values (fewer if fewer are held).
@@ -187,7 +202,7 @@ impl History {
         }
         let mut buf = [0f32; RING];
         for (j, b) in buf[..k].iter_mut().enumerate() {
-            *b = self.ring[(self.n as usize - 1 - j) % RING];
+            *b = self.ring[back(self.pos, j, RING)];
         }
         median(&mut buf[..k])
     }

@@ -91,6 +91,19 @@ macro_rules! models {
                 )*
                 let _ = c;
             }
+
+            /// Forecasts of family `f` alone (`out[j * hs.len() + i]` for its candidate j).
+            fn forecast_family(&self, f: usize, o: &Origin, hs: &[usize], out: &mut [f32]) {
+                let mut i = 0;
+                $(
+                    if i == f {
+                        self.$field.forecast(o, hs, out);
+                        return;
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+            }
         }
     };
 }
@@ -231,6 +244,10 @@ pub struct SeriesForecaster {
     pending_origin: Vec<u64>,
     pending: Vec<f32>,
     conformal: Conformal,
+    /// The candidates each scored horizon combines (recomputed when its scores change):
+    /// `chosen_idx[i * cap + j]` (u8::MAX: none) with weight `chosen_w[i * cap + j]`.
+    chosen_idx: Vec<u8>,
+    chosen_w: Vec<f32>,
 }
 
 impl Default for SeriesForecaster {
@@ -247,8 +264,9 @@ impl SeriesForecaster {
             m,
             "Config::enabled has one entry a candidate"
         );
+        assert!(m < u8::MAX as usize, "candidate indices fit in a byte");
         let slots = H.div_ceil(cfg.score_every.max(1));
-        SeriesForecaster {
+        let mut f = SeriesForecaster {
             m,
             hist: History::new(),
             models: Models::default(),
@@ -257,7 +275,27 @@ impl SeriesForecaster {
             pending_origin: vec![u64::MAX; slots],
             pending: vec![MISSING; slots * (m + 1) * NS],
             conformal: Conformal::new(NS, cfg.window, cfg.eta),
+            chosen_idx: vec![u8::MAX; NS * cfg.cap],
+            chosen_w: vec![0.0; NS * cfg.cap],
             cfg,
+        };
+        for i in 0..NS {
+            f.refresh_chosen(i);
+        }
+        f
+    }
+
+    /// Recompute which candidates scored horizon i combines, and their weights.
+    fn refresh_chosen(&mut self, i: usize) {
+        let mut w = [0f32; 256];
+        let w = &mut w[..self.m];
+        self.scores.weights(i, &self.cfg.enabled, self.cfg.power, w);
+        let cap = self.cfg.cap;
+        let t = top(w, cap);
+        for j in 0..cap {
+            let (c, wt) = t.get(j).map_or((u8::MAX, 0.0), |&(c, wt)| (c as u8, wt));
+            self.chosen_idx[i * cap + j] = c;
+            self.chosen_w[i * cap + j] = wt;
         }
     }
 
@@ -284,7 +322,8 @@ impl SeriesForecaster {
             + self.models.histogram.bytes()
             + self.scores.bytes()
             + self.conformal.bytes()
-            + 4 * (self.q95.len() + self.pending.len())
+            + 4 * (self.q95.len() + self.pending.len() + self.chosen_w.len())
+            + self.chosen_idx.len()
             + 8 * self.pending_origin.len()
             + self.cfg.enabled.len()
     }
@@ -320,6 +359,7 @@ impl SeriesForecaster {
         let m = self.m;
         let keep = 0.5f32.powf(self.cfg.score_every as f32 / self.cfg.half_life);
         let width = (m + 1) * NS;
+        let mut touched = [false; NS];
         for p in 0..self.pending_origin.len() {
             let o = self.pending_origin[p];
             if o == u64::MAX || o >= step {
@@ -330,6 +370,7 @@ impl SeriesForecaster {
                 continue;
             };
             let rec = &self.pending[p * width..(p + 1) * width];
+            touched[i] = true;
             for c in 0..m {
                 let f = rec[c * NS + i];
                 if !present(f) {
@@ -352,6 +393,11 @@ impl SeriesForecaster {
                 self.pending_origin[p] = u64::MAX;
             }
         }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t {
+                self.refresh_chosen(i);
+            }
+        }
     }
 
     /// Record the candidates' and the ensemble's forecasts at the scored horizons.
@@ -361,17 +407,15 @@ impl SeriesForecaster {
         let p = ((step / self.cfg.score_every as u64) % self.pending_origin.len() as u64) as usize;
         let mut buf = vec![MISSING; m * NS];
         self.candidates(&SCORED, &mut buf);
-        let mut w = vec![0.0; m];
+        let chosen = self.chosen();
         let mut vals = vec![0.0; m];
         let rec = &mut self.pending[p * width..(p + 1) * width];
         rec[..m * NS].copy_from_slice(&buf);
         for i in 0..NS {
-            self.scores
-                .weights(i, &self.cfg.enabled, self.cfg.power, &mut w);
             for c in 0..m {
                 vals[c] = buf[c * NS + i];
             }
-            rec[m * NS + i] = weighted_median_of(&vals, &top(&w, self.cfg.cap)).unwrap_or(MISSING);
+            rec[m * NS + i] = weighted_median_of(&vals, &chosen[i]).unwrap_or(MISSING);
         }
         self.pending_origin[p] = step;
     }
@@ -390,11 +434,7 @@ impl SeriesForecaster {
         let n = hs.len();
         for (c, &on) in self.cfg.enabled.iter().enumerate() {
             for v in &mut out[c * n..(c + 1) * n] {
-                if !on || !v.is_finite() {
-                    *v = MISSING;
-                } else if *v < 0.0 {
-                    *v = 0.0;
-                }
+                *v = if on { Self::clean(*v) } else { MISSING };
             }
         }
     }
@@ -425,32 +465,77 @@ impl SeriesForecaster {
             .collect()
     }
 
-    /// The ensemble forecast for horizons 1..=48 with its quantiles.
-    pub fn forecast(&self) -> Forecast {
-        self.detailed(false).ensemble
+    /// The candidates each scored horizon combines: (index, weight).
+    fn chosen(&self) -> Vec<Vec<(usize, f32)>> {
+        let cap = self.cfg.cap;
+        (0..NS)
+            .map(|i| {
+                (0..cap)
+                    .filter(|&j| self.chosen_idx[i * cap + j] != u8::MAX)
+                    .map(|j| {
+                        (
+                            self.chosen_idx[i * cap + j] as usize,
+                            self.chosen_w[i * cap + j],
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
-    /// The forecast with every candidate's (for evaluation); `with_p95` also fills each
-    /// candidate's p95.
-    pub fn detailed(&self, with_p95: bool) -> Detailed {
+    /// Clamp a candidate's raw forecast: NaN (none) → MISSING, negative → 0.
+    #[inline]
+    fn clean(v: f32) -> f32 {
+        if !v.is_finite() { MISSING } else { v.max(0.0) }
+    }
+
+    /// The ensemble forecast for horizons 1..=48 with its quantiles. Computes only the
+    /// candidates that enter a weighted median (the same numbers as [`Self::detailed`]).
+    pub fn forecast(&self) -> Forecast {
         let m = self.m;
-        let hs: Vec<usize> = (1..=H).collect();
+        let chosen = self.chosen();
         let mut cand = vec![MISSING; m * H];
-        self.candidates(&hs, &mut cand);
-        let mut wi = vec![0.0; m];
-        let chosen: Vec<Vec<(usize, f32)>> = (0..NS)
-            .map(|i| {
-                self.scores
-                    .weights(i, &self.cfg.enabled, self.cfg.power, &mut wi);
-                top(&wi, self.cfg.cap)
-            })
-            .collect();
+        if self.hist.n > 0 {
+            let o = Origin::new(&self.hist);
+            let mut c0 = 0;
+            let mut hs = Vec::with_capacity(H);
+            let mut tmp = Vec::new();
+            for (fi, (_, names)) in FAMILIES.iter().enumerate() {
+                let c1 = c0 + names.len();
+                hs.clear();
+                for k in 1..=H {
+                    if chosen[scored_index(k)]
+                        .iter()
+                        .any(|&(c, _)| c >= c0 && c < c1)
+                    {
+                        hs.push(k);
+                    }
+                }
+                if !hs.is_empty() {
+                    tmp.clear();
+                    tmp.resize(names.len() * hs.len(), f32::NAN);
+                    self.models.forecast_family(fi, &o, &hs, &mut tmp);
+                    for j in 0..names.len() {
+                        for (i, &k) in hs.iter().enumerate() {
+                            cand[(c0 + j) * H + k - 1] = Self::clean(tmp[j * hs.len() + i]);
+                        }
+                    }
+                }
+                c0 = c1;
+            }
+        }
+        self.combine(&cand, &chosen)
+    }
+
+    /// Weighted medians and conformal quantiles from the candidates' forecasts (`m × 48`).
+    fn combine(&self, cand: &[f32], chosen: &[Vec<(usize, f32)>]) -> Forecast {
+        let m = self.m;
         let mut vals = vec![0.0; m];
         let mut point = vec![0.0; H];
         let mut quantiles = vec![[0.0; 4]; H];
         let last = self.hist.last().max(0.0);
         for k in 1..=H {
-            for c in 0..m {
+            for &(c, _) in &chosen[scored_index(k)] {
                 vals[c] = cand[c * H + k - 1];
             }
             let p = weighted_median_of(&vals, &chosen[scored_index(k)]).unwrap_or(last);
@@ -465,6 +550,17 @@ impl SeriesForecaster {
                 prev = q;
             }
         }
+        Forecast { point, quantiles }
+    }
+
+    /// The forecast with every candidate's (for evaluation); `with_p95` also fills each
+    /// candidate's p95.
+    pub fn detailed(&self, with_p95: bool) -> Detailed {
+        let m = self.m;
+        let hs: Vec<usize> = (1..=H).collect();
+        let mut cand = vec![MISSING; m * H];
+        self.candidates(&hs, &mut cand);
+        let ensemble = self.combine(&cand, &self.chosen());
         let mut p95 = Vec::new();
         if with_p95 {
             p95 = vec![MISSING; m * H];
@@ -480,7 +576,7 @@ impl SeriesForecaster {
             }
         }
         Detailed {
-            ensemble: Forecast { point, quantiles },
+            ensemble,
             candidates: cand,
             candidates_p95: p95,
         }

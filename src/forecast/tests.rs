@@ -97,6 +97,11 @@ fn every_candidate_forecasts_after_warmup_and_stays_non_negative() {
             assert!(d.candidates_p95[c * H + k - 1] >= 0.0);
         }
     }
+    assert_eq!(
+        f.forecast(),
+        d.ensemble,
+        "the sparse forecast is the full one"
+    );
     for k in 0..H {
         let q = d.ensemble.quantiles[k];
         assert!(d.ensemble.point[k] >= 0.0);

@@ -11,6 +11,21 @@ use crate::forecast::history::{DAY, History, STEP_S, WEEK};
 use crate::forecast::ridge::Normal;
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+#[test]
+fn anchors_by_log_distance() {
+    for k in 1..=48usize {
+        let lk = (k as f64).ln();
+        let mut best = 0;
+        for (i, &a) in ANCHORS.iter().enumerate() {
+            if ((a as f64).ln() - lk).abs() < ((ANCHORS[best] as f64).ln() - lk).abs() {
+                best = i;
+            }
+        }
+        assert_eq!(anchor_of(k), best, "k={k}");
+    }
+}
+
 const ANCHORS: [usize; 6] = [1, 3, 6, 12, 24, 48];
 const P: usize = 10;
 const REFIT: u64 = 144;
@@ -36,15 +51,14 @@ impl Default for Ar {
     }
 }
 
+/// The anchor nearest to horizon k in log terms: k² against the products of neighbouring
+/// anchors (integers, no logarithms).
 fn anchor_of(k: usize) -> usize {
-    let lk = (k as f64).ln();
-    let mut best = 0;
-    for (i, &a) in ANCHORS.iter().enumerate() {
-        if ((a as f64).ln() - lk).abs() < ((ANCHORS[best] as f64).ln() - lk).abs() {
-            best = i;
-        }
+    let mut i = 0;
+    while i + 1 < ANCHORS.len() && k * k > ANCHORS[i] * ANCHORS[i + 1] {
+        i += 1;
     }
-    best
+    i
 }
 
 impl Ar {
@@ -119,7 +133,8 @@ impl Model for Ar {
             let Some(f) = self.features(o.hist, 0, k) else {
                 continue;
             };
-            let w = &self.w[anchor_of(k) * P..(anchor_of(k) + 1) * P];
+            let a = anchor_of(k);
+            let w = &self.w[a * P..(a + 1) * P];
             let y: f64 = f.iter().zip(w).map(|(a, b)| a * b).sum();
             out[i] = (o.x as f64 + s * y) as f32;
         }
