@@ -169,19 +169,10 @@ pub fn family_costs(s: &[(i64, f64)]) -> Vec<(String, f64)> {
         out.push((fam.to_string(), (thread_cpu_ns() - c0) as f64 / reps as f64));
         c += n.len();
     }
-    let c0 = thread_cpu_ns();
-    for _ in 0..reps {
-        std::hint::black_box(f.chosen());
-    }
-    out.push((
-        "weights, top 12".into(),
-        (thread_cpu_ns() - c0) as f64 / reps as f64,
-    ));
-    let chosen = f.chosen();
     let cand = f.detailed(false).candidates;
     let c0 = thread_cpu_ns();
     for _ in 0..reps {
-        std::hint::black_box(f.combine(&cand, &chosen));
+        std::hint::black_box(f.combine(&cand));
     }
     out.push((
         "medians, quantiles".into(),

@@ -111,13 +111,17 @@ pub fn top(weights: &[f32], cap: usize) -> Vec<(usize, f32)> {
     v
 }
 
-/// The weighted median of the present values of the chosen candidates (`top`).
-pub fn weighted_median_of(values: &[f32], chosen: &[(usize, f32)]) -> Option<f32> {
+/// The weighted median of the present values of the chosen candidates (`top`): `idx[j]`
+/// with weight `w[j]`; u8::MAX marks an unused entry. `values` is indexed by candidate.
+pub fn weighted_median_of(values: &[f32], idx: &[u8], w: &[f32]) -> Option<f32> {
     let mut buf = [(0f32, 0f32); 64];
     let mut n = 0;
     let mut total = 0.0;
-    for &(i, w) in chosen {
-        let v = values[i];
+    for (&i, &w) in idx.iter().zip(w) {
+        if i == u8::MAX {
+            continue;
+        }
+        let v = values[i as usize];
         if present(v) && n < buf.len() {
             // Insertion by value.
             let mut j = n;

@@ -264,7 +264,7 @@ impl SeriesForecaster {
             m,
             "Config::enabled has one entry a candidate"
         );
-        assert!(m < u8::MAX as usize, "candidate indices fit in a byte");
+        assert!(m <= 64, "candidate sets fit in a u64");
         let slots = H.div_ceil(cfg.score_every.max(1));
         let mut f = SeriesForecaster {
             m,
@@ -407,15 +407,19 @@ impl SeriesForecaster {
         let p = ((step / self.cfg.score_every as u64) % self.pending_origin.len() as u64) as usize;
         let mut buf = vec![MISSING; m * NS];
         self.candidates(&SCORED, &mut buf);
-        let chosen = self.chosen();
         let mut vals = vec![0.0; m];
+        let cap = self.cfg.cap;
         let rec = &mut self.pending[p * width..(p + 1) * width];
         rec[..m * NS].copy_from_slice(&buf);
         for i in 0..NS {
             for c in 0..m {
                 vals[c] = buf[c * NS + i];
             }
-            rec[m * NS + i] = weighted_median_of(&vals, &chosen[i]).unwrap_or(MISSING);
+            let (idx, w) = (
+                &self.chosen_idx[i * cap..(i + 1) * cap],
+                &self.chosen_w[i * cap..(i + 1) * cap],
+            );
+            rec[m * NS + i] = weighted_median_of(&vals, idx, w).unwrap_or(MISSING);
         }
         self.pending_origin[p] = step;
     }
@@ -465,22 +469,14 @@ impl SeriesForecaster {
             .collect()
     }
 
-    /// The candidates each scored horizon combines: (index, weight).
-    fn chosen(&self) -> Vec<Vec<(usize, f32)>> {
+    /// The candidates scored horizon i combines (indices, u8::MAX for none) and weights.
+    #[inline]
+    fn chosen(&self, i: usize) -> (&[u8], &[f32]) {
         let cap = self.cfg.cap;
-        (0..NS)
-            .map(|i| {
-                (0..cap)
-                    .filter(|&j| self.chosen_idx[i * cap + j] != u8::MAX)
-                    .map(|j| {
-                        (
-                            self.chosen_idx[i * cap + j] as usize,
-                            self.chosen_w[i * cap + j],
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
+        (
+            &self.chosen_idx[i * cap..(i + 1) * cap],
+            &self.chosen_w[i * cap..(i + 1) * cap],
+        )
     }
 
     /// Clamp a candidate's raw forecast: NaN (none) → MISSING, negative → 0.
@@ -493,28 +489,36 @@ impl SeriesForecaster {
     /// candidates that enter a weighted median (the same numbers as [`Self::detailed`]).
     pub fn forecast(&self) -> Forecast {
         let m = self.m;
-        let chosen = self.chosen();
         let mut cand = vec![MISSING; m * H];
         if self.hist.n > 0 {
-            let o = Origin::new(&self.hist);
-            let mut c0 = 0;
-            let mut hs = Vec::with_capacity(H);
-            let mut tmp = Vec::new();
-            for (fi, (_, names)) in FAMILIES.iter().enumerate() {
-                let c1 = c0 + names.len();
-                hs.clear();
-                for k in 1..=H {
-                    if chosen[scored_index(k)]
-                        .iter()
-                        .any(|&(c, _)| c >= c0 && c < c1)
-                    {
-                        hs.push(k);
+            // Which candidates each scored horizon uses, as bit sets.
+            let mut used = [0u64; NS];
+            for (i, u) in used.iter_mut().enumerate() {
+                for &c in self.chosen(i).0 {
+                    if c != u8::MAX {
+                        *u |= 1 << c;
                     }
                 }
+            }
+            let o = Origin::new(&self.hist);
+            let mut c0 = 0;
+            let mut hs = [0usize; H];
+            let mut tmp = [0f32; 16 * H];
+            for (fi, (_, names)) in FAMILIES.iter().enumerate() {
+                let c1 = c0 + names.len();
+                let fam = ((1u64 << names.len()) - 1) << c0;
+                let mut nh = 0;
+                for k in 1..=H {
+                    if used[scored_index(k)] & fam != 0 {
+                        hs[nh] = k;
+                        nh += 1;
+                    }
+                }
+                let hs = &hs[..nh];
                 if !hs.is_empty() {
-                    tmp.clear();
-                    tmp.resize(names.len() * hs.len(), f32::NAN);
-                    self.models.forecast_family(fi, &o, &hs, &mut tmp);
+                    let tmp = &mut tmp[..names.len() * hs.len()];
+                    tmp.fill(f32::NAN);
+                    self.models.forecast_family(fi, &o, hs, tmp);
                     for j in 0..names.len() {
                         for (i, &k) in hs.iter().enumerate() {
                             cand[(c0 + j) * H + k - 1] = Self::clean(tmp[j * hs.len() + i]);
@@ -524,21 +528,24 @@ impl SeriesForecaster {
                 c0 = c1;
             }
         }
-        self.combine(&cand, &chosen)
+        self.combine(&cand)
     }
 
     /// Weighted medians and conformal quantiles from the candidates' forecasts (`m × 48`).
-    fn combine(&self, cand: &[f32], chosen: &[Vec<(usize, f32)>]) -> Forecast {
+    fn combine(&self, cand: &[f32]) -> Forecast {
         let m = self.m;
-        let mut vals = vec![0.0; m];
+        let mut vals = [0f32; 64];
         let mut point = vec![0.0; H];
         let mut quantiles = vec![[0.0; 4]; H];
         let last = self.hist.last().max(0.0);
         for k in 1..=H {
-            for &(c, _) in &chosen[scored_index(k)] {
-                vals[c] = cand[c * H + k - 1];
+            let (idx, w) = self.chosen(scored_index(k));
+            for &c in idx {
+                if c != u8::MAX {
+                    vals[c as usize] = cand[c as usize * H + k - 1];
+                }
             }
-            let p = weighted_median_of(&vals, &chosen[scored_index(k)]).unwrap_or(last);
+            let p = weighted_median_of(&vals[..m], idx, w).unwrap_or(last);
             point[k - 1] = p;
             let mut prev = 0.0f32;
             let (i0, i1, t) = interp_at(k);
@@ -560,7 +567,7 @@ impl SeriesForecaster {
         let hs: Vec<usize> = (1..=H).collect();
         let mut cand = vec![MISSING; m * H];
         self.candidates(&hs, &mut cand);
-        let ensemble = self.combine(&cand, &self.chosen());
+        let ensemble = self.combine(&cand);
         let mut p95 = Vec::new();
         if with_p95 {
             p95 = vec![MISSING; m * H];
