@@ -9,9 +9,12 @@
 //! conformal prediction on the ensemble's recent residuals ([`conformal`]).
 //!
 //! Scoring every horizon at every step would hold 48 × 48 forecasts per candidate; the
-//! forecaster instead scores 12 horizons ([`SCORED`]) at origins every 6 steps, and an
+//! forecaster instead scores 12 horizons ([`SCORED`]) at origins every 7 steps, and an
 //! unscored horizon uses the weights of the nearest scored one (quantile offsets are
-//! interpolated). That keeps the state under 64 KiB a series.
+//! interpolated). That keeps the state under 64 KiB a series. 7 is prime to the hourly
+//! cycle (12 steps) many tenants follow, so the scored origins visit every phase of the hour:
+//! with 6, weights were learnt at two phases only, which flattered an evaluation whose
+//! origins fall on one of them (docs/forecasting.md).
 //!
 //! The whole state is `serde`-serialisable; restoring it gives identical forecasts.
 //! [`TenantForecaster`] holds the four series of a tenant. `eval` runs the `forecast-eval`
@@ -169,7 +172,7 @@ pub fn parse_models(list: &str) -> Result<Vec<bool>, String> {
 pub struct Config {
     /// Candidates in the ensemble (by [`candidate_names`] index).
     pub enabled: Vec<bool>,
-    /// Steps between scored origins.
+    /// Steps between scored origins (prime to 12: every phase of the hour gets scored).
     pub score_every: usize,
     /// Half-life of the discounted errors, in steps.
     pub half_life: f32,
@@ -187,7 +190,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: vec![true; candidate_names().len()],
-            score_every: 6,
+            score_every: 7,
             half_life: 576.0,
             power: 5.0,
             window: 200,
