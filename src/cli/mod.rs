@@ -4,6 +4,7 @@ pub mod bench;
 pub mod collect;
 pub mod daemon;
 pub mod forecast_eval;
+pub mod forecast_plot;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     /// Replay traces through the online forecasters and score them against the naive
     /// forecast (issue 4's protocol).
     ForecastEval(forecast_eval::ForecastEvalArgs),
+    /// Draw one forecast (point, p50–p95 band, p99) against what came, as SVG.
+    ForecastPlot(forecast_plot::ForecastPlotArgs),
     /// Print cost figures of a component (release build advised).
     Bench(bench::BenchArgs),
 }
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Daemon(a) => daemon::run(a),
         Command::Collect(a) => collect::run(a),
         Command::ForecastEval(a) => forecast_eval::run(a),
+        Command::ForecastPlot(a) => forecast_plot::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

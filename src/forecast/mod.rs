@@ -29,6 +29,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod history;
 pub mod models;
+pub mod plot;
 pub mod ridge;
 
 use crate::model::{PerResource, Resource};
