@@ -13,7 +13,8 @@
 //! over all series and origins; `coverage95`, the share of actuals ≤ the p95 forecast;
 //! `pinball95`, the geometric mean over series of the mean pinball loss (τ = 0.95) of the p95
 //! forecast over that of the naive value taken as the p95. A candidate that cannot forecast
-//! yet at an origin (never the case after a 2016-step warm-up) is scored as naive there.
+//! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
+//! is scored as naive there.
 
 use super::{Config, H, SeriesForecaster, candidate_names, history::present};
 use crate::model::Resource;
