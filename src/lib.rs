@@ -10,6 +10,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod forecast;
 pub mod model;
 pub mod pipeline;
 pub mod profile;

@@ -1,7 +1,10 @@
 //! Command-line interface: one file per subcommand group, each only parsing and dispatching.
 
+pub mod bench;
 pub mod collect;
 pub mod daemon;
+pub mod forecast_eval;
+pub mod forecast_plot;
 pub mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +34,13 @@ pub enum Command {
     /// Replay real per-VM traces through the control loop on a simulated host and compare
     /// allocation policies (shortfall, slack, violations per class, changes).
     Simulate(simulate::SimulateArgs),
+    /// Replay traces through the online forecasters and score them against the naive
+    /// forecast (issue 4's protocol).
+    ForecastEval(forecast_eval::ForecastEvalArgs),
+    /// Draw one forecast (point, p50–p95 band, p99) against what came, as SVG.
+    ForecastPlot(forecast_plot::ForecastPlotArgs),
+    /// Print cost figures of a component (release build advised).
+    Bench(bench::BenchArgs),
 }
 
 /// What went wrong, for `main` to print.
@@ -41,5 +51,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Daemon(a) => daemon::run(a),
         Command::Collect(a) => collect::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::ForecastEval(a) => forecast_eval::run(a),
+        Command::ForecastPlot(a) => forecast_plot::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -1,0 +1,71 @@
+use crate::forecast::bench;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Cost of the online forecasters: update per series-step, one 48-step forecast with
+    /// quantiles, state bytes per series. Prints figures (use a release build).
+    Forecast {
+        /// Trace directory to replay (default: synthetic series).
+        #[arg(long, value_name = "DIR")]
+        trace: Option<PathBuf>,
+        /// Trace files to use (each gives four series).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        files: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(a: BenchArgs) -> super::CliResult {
+    match a.what {
+        BenchWhat::Forecast { trace, files, json } => {
+            let series = bench::load(trace.as_ref(), files)?;
+            let r = bench::run(&series, 2016, 12);
+            if !json {
+                let longest = series
+                    .iter()
+                    .max_by_key(|s| s.len())
+                    .cloned()
+                    .unwrap_or_default();
+                for (fam, ns) in bench::family_costs(&longest) {
+                    println!("  {fam:<16} {:8.2} µs CPU per 48-step forecast", ns / 1e3);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "series {}  steps {}  forecasts {}  candidates {}",
+                    r.series, r.steps, r.forecasts, r.candidates
+                );
+                println!(
+                    "update (all models, scoring, ensemble records, conformal): {:.2} µs CPU per series-step ({:.2} µs wall)",
+                    r.update_cpu_ns_per_series_step / 1e3,
+                    r.update_wall_ns_per_series_step / 1e3
+                );
+                println!(
+                    "forecast 48 steps with p50/p90/p95/p99: {:.2} µs CPU ({:.2} µs wall)",
+                    r.forecast_cpu_ns / 1e3,
+                    r.forecast_wall_ns / 1e3
+                );
+                println!(
+                    "state per series: {} bytes in memory ({:.1} KiB), {} bytes as JSON; a tenant (4 series) as JSON: {} bytes",
+                    r.state_bytes_per_series,
+                    r.state_bytes_per_series as f64 / 1024.0,
+                    r.json_bytes_per_series,
+                    bench::tenant_json_bytes(8640)
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,95 @@
+use crate::forecast::eval::{self, Options};
+use crate::forecast::{H, parse_models};
+use crate::model::Resource;
+use crate::trace;
+use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ForecastEvalArgs {
+    /// Directory of GWA-T-12 trace files (`N.csv` or `N.csv.gz`).
+    #[arg(long, value_name = "DIR")]
+    pub trace: PathBuf,
+    /// Resources to evaluate.
+    #[arg(long, default_value = "cpu,mem,disk,net", value_name = "LIST")]
+    pub resources: String,
+    /// Horizons to score, in steps (1..=48).
+    #[arg(long, default_value = "1,6,12,48", value_name = "LIST")]
+    pub horizons: String,
+    /// Steps that only train before the first origin.
+    #[arg(long, default_value_t = 2016, value_name = "STEPS")]
+    pub warmup: usize,
+    /// Steps between forecast origins.
+    #[arg(long, default_value_t = 12, value_name = "STEPS")]
+    pub origin_every: usize,
+    /// Candidates (or model families) in the ensemble and the report; `all` by default.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub models: String,
+    /// One JSON object (`{"results":[…],"timing":{…}}`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave out (and count) malformed files instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Only the first N files (in natural order), for quick iterations.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Files evaluated in parallel.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+}
+
+fn list<T>(s: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| f(x).ok_or_else(|| format!("--{what}: {x:?} is not valid")))
+        .collect()
+}
+
+pub fn run(a: ForecastEvalArgs) -> super::CliResult {
+    let resources = list(&a.resources, "resources", |x| {
+        Resource::ALL.into_iter().find(|r| r.name() == x)
+    })?;
+    let horizons = list(&a.horizons, "horizons", |x| {
+        x.parse::<usize>().ok().filter(|k| (1..=H).contains(k))
+    })?;
+    if resources.is_empty() || horizons.is_empty() || a.origin_every == 0 {
+        return Err("--resources and --horizons must not be empty; --origin-every ≥ 1".into());
+    }
+    let opt = Options {
+        resources,
+        horizons: horizons.clone(),
+        warmup: a.warmup,
+        origin_every: a.origin_every,
+        enabled: parse_models(&a.models).map_err(|e| format!("--models: {e}"))?,
+        skip_bad: a.skip_bad,
+        jobs: a.jobs.max(1),
+    };
+    let mut files = trace::list_dir(&a.trace)?;
+    if let Some(n) = a.limit {
+        files.truncate(n);
+    }
+    let show = !a.json;
+    let tty = std::io::stderr().is_terminal();
+    let progress = move |done: usize, total: usize| {
+        if show && (tty || done == total || done.is_multiple_of(50)) {
+            let mut e = std::io::stderr();
+            let _ = write!(e, "\rforecast-eval: {done}/{total} files");
+            if done == total {
+                let _ = writeln!(e);
+            }
+        }
+    };
+    let report = eval::evaluate(&files, &opt, &progress)?;
+    for b in &report.bad_files {
+        eprintln!("forecast-eval: skipped malformed file: {b}");
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", eval::render(&report, &horizons));
+    }
+    Ok(())
+}

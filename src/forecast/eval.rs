@@ -1,0 +1,466 @@
+//! The `forecast-eval` protocol (issue 4), on GWA-T-12 traces.
+//!
+//! Per file and resource: rows sorted by timestamp (duplicates: the last row wins, see
+//! [`crate::trace`]), then rows are consecutive steps (gaps ignored). The first `warmup`
+//! steps only train. Origins start at step `warmup` and advance every `origin_every` steps
+//! while 48 steps remain after the origin; at an origin the forecaster has seen every row up
+//! to and including it, and forecasts origin+1 … origin+48. The forecaster runs exactly as
+//! in the daemon: one pass, one update per row, forecasts never feed back.
+//!
+//! Scores per (resource, model, horizon): `gmrae`, the geometric mean over series of
+//! MAE_model / MAE_naive (naive = the value at the origin; ratios clipped to [0.001, 1000];
+//! series whose naive MAE is 0 are skipped and counted); `pooled`, Σ|err_model| / Σ|err_naive|
+//! over all series and origins; `coverage95`, the share of actuals ≤ the p95 forecast;
+//! `pinball95`, the geometric mean over series of the mean pinball loss (τ = 0.95) of the p95
+//! forecast over that of the naive value taken as the p95. A candidate that cannot forecast
+//! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
+//! is scored as naive there.
+
+use super::{Config, H, SeriesForecaster, candidate_names, history::present};
+use crate::model::Resource;
+use crate::trace::{self, TraceError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub resources: Vec<Resource>,
+    pub horizons: Vec<usize>,
+    pub warmup: usize,
+    pub origin_every: usize,
+    /// Candidates in the ensemble and in the report.
+    pub enabled: Vec<bool>,
+    pub skip_bad: bool,
+    pub jobs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            resources: Resource::ALL.to_vec(),
+            horizons: vec![1, 6, 12, 48],
+            warmup: 2016,
+            origin_every: 12,
+            enabled: vec![true; candidate_names().len()],
+            skip_bad: false,
+            jobs: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub resource: Resource,
+    pub model: String,
+    pub horizon: usize,
+    pub gmrae: Option<f64>,
+    pub pooled: Option<f64>,
+    pub coverage95: Option<f64>,
+    pub pinball95: Option<f64>,
+    pub series: usize,
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub update_ns_per_series_step: f64,
+    pub forecast_ns_per_origin: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub results: Vec<ResultRow>,
+    pub timing: Timing,
+    /// Files left out as malformed (only with `skip_bad`), with the reason.
+    #[serde(skip)]
+    pub bad_files: Vec<String>,
+    /// Series too short for the warm-up and one full horizon, per resource (in `skipped`).
+    #[serde(skip)]
+    pub short_series: usize,
+}
+
+/// One series' sums: per model (candidates, then the ensemble) and horizon.
+#[derive(Debug, Clone)]
+struct SeriesSums {
+    origins: usize,
+    /// `[(model * horizons) + j]`
+    abs: Vec<f64>,
+    pin: Vec<f64>,
+    covered: Vec<u64>,
+    naive_abs: Vec<f64>,
+    naive_pin: Vec<f64>,
+}
+
+fn pinball(y: f64, q: f64, tau: f64) -> f64 {
+    if y >= q {
+        tau * (y - q)
+    } else {
+        (1.0 - tau) * (q - y)
+    }
+}
+
+struct Work {
+    update_ns: u128,
+    updates: u64,
+    forecast_ns: u128,
+    forecasts: u64,
+}
+
+/// Run one resource of one trace through a forecaster; None if too short.
+fn run_series(
+    rows: &[(i64, f64)],
+    opt: &Options,
+    cfg: &Config,
+    work: &mut Work,
+) -> Result<Option<SeriesSums>, super::ForecastError> {
+    let n = rows.len();
+    if n < opt.warmup + H + 1 {
+        return Ok(None);
+    }
+    let m = cfg.enabled.len();
+    let nh = opt.horizons.len();
+    let models = m + 1;
+    let mut s = SeriesSums {
+        origins: 0,
+        abs: vec![0.0; models * nh],
+        pin: vec![0.0; models * nh],
+        covered: vec![0; models * nh],
+        naive_abs: vec![0.0; nh],
+        naive_pin: vec![0.0; nh],
+    };
+    let mut f = SeriesForecaster::new(cfg.clone());
+    for (t, &(ts, v)) in rows.iter().enumerate() {
+        let t0 = Instant::now();
+        f.update(ts, v)?;
+        work.update_ns += t0.elapsed().as_nanos();
+        work.updates += 1;
+        if t < opt.warmup || !(t - opt.warmup).is_multiple_of(opt.origin_every) || t + H >= n {
+            continue;
+        }
+        let t0 = Instant::now();
+        let d = f.detailed(true);
+        work.forecast_ns += t0.elapsed().as_nanos();
+        work.forecasts += 1;
+        s.origins += 1;
+        let naive = v;
+        for (j, &k) in opt.horizons.iter().enumerate() {
+            let y = rows[t + k].1;
+            s.naive_abs[j] += (y - naive).abs();
+            s.naive_pin[j] += pinball(y, naive, 0.95);
+            for c in 0..models {
+                if c < m && !cfg.enabled[c] {
+                    continue;
+                }
+                let (p, q) = if c < m {
+                    let p = d.candidates[c * H + k - 1];
+                    let q = d.candidates_p95[c * H + k - 1];
+                    if present(p) && present(q) {
+                        (p as f64, q as f64)
+                    } else {
+                        (naive, naive)
+                    }
+                } else {
+                    (
+                        d.ensemble.point[k - 1] as f64,
+                        d.ensemble.quantiles[k - 1][2] as f64,
+                    )
+                };
+                s.abs[c * nh + j] += (y - p).abs();
+                s.pin[c * nh + j] += pinball(y, q, 0.95);
+                s.covered[c * nh + j] += (y <= q) as u64;
+            }
+        }
+    }
+    Ok(Some(s))
+}
+
+/// Evaluate every trace file of `files`; `progress(done, total)` after each file.
+pub fn evaluate(
+    files: &[PathBuf],
+    opt: &Options,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, TraceError> {
+    if let Some(&k) = opt.horizons.iter().find(|&&k| k == 0 || k > H) {
+        return Err(TraceError::Row {
+            path: PathBuf::from("--horizons"),
+            line: 0,
+            message: format!("horizon {k} is not in 1..={H}"),
+        });
+    }
+    let cfg = Config {
+        enabled: opt.enabled.clone(),
+        ..Config::default()
+    };
+    let nr = opt.resources.len();
+    // Per file: per resource, the sums (None: too short).
+    type FileOut = Result<Vec<Option<SeriesSums>>, TraceError>;
+    let results: Mutex<Vec<Option<FileOut>>> = Mutex::new((0..files.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = Mutex::new(Work {
+        update_ns: 0,
+        updates: 0,
+        forecast_ns: 0,
+        forecasts: 0,
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..opt.jobs.max(1) {
+            scope.spawn(|| {
+                let mut w = Work {
+                    update_ns: 0,
+                    updates: 0,
+                    forecast_ns: 0,
+                    forecasts: 0,
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= files.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let out: FileOut = trace::read_file(&files[i]).and_then(|t| {
+                        let mut per = Vec::with_capacity(nr);
+                        for &r in &opt.resources {
+                            let rows: Vec<(i64, f64)> =
+                                t.rows.iter().map(|row| (row.ts, row.get(r))).collect();
+                            let s = run_series(&rows, opt, &cfg, &mut w).map_err(|e| {
+                                TraceError::Row {
+                                    path: files[i].clone(),
+                                    line: 0,
+                                    message: format!("{r}: {e}"),
+                                }
+                            })?;
+                            per.push(s);
+                        }
+                        Ok(per)
+                    });
+                    if out.is_err() && !opt.skip_bad {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    results.lock().unwrap()[i] = Some(out);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, files.len());
+                }
+                let mut g = work.lock().unwrap();
+                g.update_ns += w.update_ns;
+                g.updates += w.updates;
+                g.forecast_ns += w.forecast_ns;
+                g.forecasts += w.forecasts;
+            });
+        }
+    });
+    let mut per_file = Vec::new();
+    let mut bad_files = Vec::new();
+    for r in results.into_inner().unwrap().into_iter().flatten() {
+        match r {
+            Ok(v) => per_file.push(v),
+            Err(e) if opt.skip_bad => bad_files.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    let w = work.into_inner().unwrap();
+    let names = candidate_names();
+    let m = names.len();
+    let nh = opt.horizons.len();
+    let mut rows = Vec::new();
+    let mut short_series = 0;
+    for (ri, &r) in opt.resources.iter().enumerate() {
+        let series: Vec<&SeriesSums> = per_file.iter().filter_map(|f| f[ri].as_ref()).collect();
+        let short = per_file.len() - series.len();
+        short_series += short;
+        for c in 0..=m {
+            if c < m && !opt.enabled[c] {
+                continue;
+            }
+            let model = if c < m { names[c] } else { "ensemble" };
+            for (j, &k) in opt.horizons.iter().enumerate() {
+                let (mut lg, mut ng, mut lp, mut np) = (0.0, 0usize, 0.0, 0usize);
+                let (mut sa, mut sn, mut cov, mut cnt) = (0.0, 0.0, 0u64, 0u64);
+                for s in &series {
+                    let (a, na) = (s.abs[c * nh + j], s.naive_abs[j]);
+                    sa += a;
+                    sn += na;
+                    cov += s.covered[c * nh + j];
+                    cnt += s.origins as u64;
+                    if na > 0.0 {
+                        lg += (a / na).clamp(1e-3, 1e3).ln();
+                        ng += 1;
+                    }
+                    let (p, np_) = (s.pin[c * nh + j], s.naive_pin[j]);
+                    if np_ > 0.0 {
+                        lp += (p / np_).clamp(1e-3, 1e3).ln();
+                        np += 1;
+                    }
+                }
+                rows.push(ResultRow {
+                    resource: r,
+                    model: model.to_string(),
+                    horizon: k,
+                    gmrae: (ng > 0).then(|| (lg / ng as f64).exp()),
+                    pooled: (sn > 0.0).then(|| sa / sn),
+                    coverage95: (cnt > 0).then(|| cov as f64 / cnt as f64),
+                    pinball95: (np > 0).then(|| (lp / np as f64).exp()),
+                    series: ng,
+                    skipped: short + bad_files.len() + (series.len() - ng),
+                });
+            }
+        }
+    }
+    Ok(Report {
+        results: rows,
+        timing: Timing {
+            update_ns_per_series_step: w.update_ns as f64 / w.updates.max(1) as f64,
+            forecast_ns_per_origin: w.forecast_ns as f64 / w.forecasts.max(1) as f64,
+        },
+        bad_files,
+        short_series,
+    })
+}
+
+/// A readable table: one line per (resource, model), the horizons side by side.
+pub fn render(report: &Report, horizons: &[usize]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let f = |v: Option<f64>| v.map_or("   -  ".to_string(), |v| format!("{v:6.3}"));
+    let _ = write!(s, "{:<5} {:<14}", "res", "model");
+    for k in horizons {
+        let _ = write!(s, " | h={k:<3} gmrae pooled  cov95 pin95");
+    }
+    s.push('\n');
+    for chunk in report.results.chunks(horizons.len()) {
+        let r0 = &chunk[0];
+        let _ = write!(s, "{:<5} {:<14}", r0.resource.name(), r0.model);
+        for r in chunk {
+            let _ = write!(
+                s,
+                " |      {} {} {} {}",
+                f(r.gmrae),
+                f(r.pooled),
+                f(r.coverage95),
+                f(r.pinball95)
+            );
+        }
+        s.push('\n');
+    }
+    if let Some(r) = report.results.first() {
+        let _ = writeln!(
+            s,
+            "series per resource: {} scored, {} skipped (too short: {}, malformed files: {})",
+            r.series,
+            r.skipped,
+            report.short_series
+                / report
+                    .results
+                    .iter()
+                    .map(|r| r.resource)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+                    .max(1),
+            report.bad_files.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "timing: update {:.2} µs per series-step, forecast {:.2} µs per origin (all candidates, with p95s)",
+        report.timing.update_ns_per_series_step / 1e3,
+        report.timing.forecast_ns_per_origin / 1e3
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\tDisk read throughput [KB/s];\tDisk write throughput [KB/s];\tNetwork received throughput [KB/s];\tNetwork transmitted throughput [KB/s]\n";
+
+    fn write(dir: &std::path::Path, name: &str, rows: usize) {
+        let mut s = String::from(HEADER);
+        for t in 0..rows {
+            let day = (t as f64 / 288.0 * std::f64::consts::TAU).sin();
+            let cpu = 1000.0 + 500.0 * day;
+            s.push_str(&format!(
+                "{};\t2;\t5000;\t{cpu};\t10;\t8000000;\t{};\t{};\t0;\t{};\t1\n",
+                1_372_636_800 + 300 * t as i64,
+                4_000_000.0 + 1000.0 * (t % 7) as f64,
+                (t % 12) as f64,
+                (t % 5) as f64
+            ));
+        }
+        std::fs::write(dir.join(name), s).unwrap();
+    }
+
+    #[test]
+    fn runs_the_protocol_and_counts_what_it_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        write(dir.path(), "2.csv", 100); // too short
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            ..Options::default()
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        let m = candidate_names().len() + 1;
+        assert_eq!(r.results.len(), 4 * m * 4);
+        for row in &r.results {
+            if row.resource == Resource::Disk && row.horizon % 12 == 0 {
+                // Disk repeats every 12 steps: naive is exact at h = 12 and 48, the series is
+                // skipped (and counted) for gmrae.
+                assert_eq!(
+                    (row.series, row.skipped, row.gmrae),
+                    (0, 2, None),
+                    "{row:?}"
+                );
+                continue;
+            }
+            assert_eq!(row.series, 1, "{row:?}");
+            assert_eq!(row.skipped, 1);
+            if row.model == "naive" {
+                // The forecaster keeps values as f32: equal up to rounding.
+                assert!((row.gmrae.unwrap() - 1.0).abs() < 1e-5, "{row:?}");
+                assert!((row.pooled.unwrap() - 1.0).abs() < 1e-5, "{row:?}");
+            }
+        }
+        // 700 rows, warm-up 600: origins 600, 612, …, 648 (48 steps must remain).
+        let cpu = r
+            .results
+            .iter()
+            .find(|x| x.model == "snaive_day" && x.resource == Resource::Cpu && x.horizon == 1)
+            .unwrap();
+        assert!(cpu.gmrae.unwrap() < 0.1, "{cpu:?}");
+        let text = render(&r, &opt.horizons);
+        assert!(text.contains("ensemble"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["results"][0]["gmrae"].is_number());
+        assert!(json["timing"]["forecast_ns_per_origin"].is_number());
+    }
+
+    #[test]
+    fn malformed_files_name_file_and_line_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        std::fs::write(
+            dir.path().join("2.csv"),
+            format!("{HEADER}0;\t2;\t5000;\tNaN;\t1;\t1;\t1;\t1;\t1;\t1;\t1\n"),
+        )
+        .unwrap();
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            resources: vec![Resource::Cpu],
+            ..Options::default()
+        };
+        let e = evaluate(&files, &opt, &|_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("2.csv line 2"), "{e}");
+        let opt = Options {
+            skip_bad: true,
+            ..opt
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        assert_eq!(r.bad_files.len(), 1);
+        assert!(r.results.iter().all(|x| x.series == 1 && x.skipped == 1));
+    }
+}

@@ -1,0 +1,656 @@
+//! Per-tenant, per-resource online forecasting.
+//!
+//! A [`SeriesForecaster`] follows one series (one tenant's cpu, mem, disk or net at the
+//! 5-minute control interval): every observation updates ~35 cheap candidate forecasters
+//! (`models/`), scores the forecasts whose targets just arrived, and every
+//! [`Config::score_every`] steps records a new set of forecasts to score later. A forecast
+//! for horizons 1..=48 is the weighted median of the candidates (weights from discounted
+//! recent absolute errors per horizon, [`ensemble`]) with p50/p90/p95/p99 from online
+//! conformal prediction on the ensemble's recent residuals ([`conformal`]).
+//!
+//! Scoring every horizon at every step would hold 48 × 48 forecasts per candidate; the
+//! forecaster instead scores 12 horizons ([`SCORED`]) at origins every 7 steps, and an
+//! unscored horizon uses the weights of the nearest scored one (quantile offsets are
+//! interpolated). That keeps the state under 64 KiB a series. 7 is prime to the hourly
+//! cycle (12 steps) many tenants follow, so the scored origins visit every phase of the hour:
+//! with 6, weights were learnt at two phases only, which flattered an evaluation whose
+//! origins fall on one of them (docs/forecasting.md).
+//!
+//! The whole state is `serde`-serialisable; restoring it gives identical forecasts.
+//! [`TenantForecaster`] holds the four series of a tenant. `eval` runs the `forecast-eval`
+//! protocol on traces; `bench` measures the costs.
+
+// Index loops read best in the numerical code below.
+#![allow(clippy::needless_range_loop)]
+
+pub mod bench;
+pub mod conformal;
+pub mod ensemble;
+pub mod eval;
+pub mod history;
+pub mod models;
+pub mod plot;
+pub mod ridge;
+
+use crate::model::{PerResource, Resource};
+use conformal::Conformal;
+use ensemble::{Scores, top, weighted_median_of};
+use history::{History, MISSING, present};
+use models::{Model, Origin};
+use serde::{Deserialize, Serialize};
+
+pub use models::H;
+
+/// The horizons (steps) at which candidates are scored.
+pub const SCORED: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 18, 24, 32, 40, 48];
+const NS: usize = SCORED.len();
+
+/// The scored horizon whose weights horizon k (1..=48) uses: the nearest one.
+fn scored_index(k: usize) -> usize {
+    let mut best = 0;
+    for (i, &s) in SCORED.iter().enumerate() {
+        if s.abs_diff(k) < SCORED[best].abs_diff(k) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Horizon k between scored horizons: (index below, index above, fraction of the way).
+fn interp_at(k: usize) -> (usize, usize, f32) {
+    match SCORED.iter().position(|&s| s >= k) {
+        Some(0) => (0, 0, 0.0),
+        None => (NS - 1, NS - 1, 0.0),
+        Some(j) if SCORED[j] == k => (j, j, 0.0),
+        Some(j) => {
+            let (a, b) = (SCORED[j - 1] as f32, SCORED[j] as f32);
+            (j - 1, j, (k as f32 - a) / (b - a))
+        }
+    }
+}
+
+macro_rules! models {
+    ($($field:ident : $ty:ty),* $(,)?) => {
+        /// Every candidate model's state.
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Models { $(pub $field: $ty,)* }
+
+        /// The model families in order, with their candidates' names.
+        pub const FAMILIES: &[(&str, &[&str])] = &[$((stringify!($field), <$ty as Model>::NAMES),)*];
+
+        impl Models {
+            fn update(&mut self, h: &History) {
+                $(self.$field.update(h);)*
+            }
+            /// Forecasts of every enabled family, `out[c * hs.len() + i]` for candidate c.
+            fn forecast(&self, o: &Origin, hs: &[usize], on: &[bool], out: &mut [f32]) {
+                let n = hs.len();
+                let mut c = 0;
+                $(
+                    let k = <$ty as Model>::NAMES.len();
+                    if on[c..c + k].iter().any(|&b| b) {
+                        self.$field.forecast(o, hs, &mut out[c * n..(c + k) * n]);
+                    }
+                    c += k;
+                )*
+                let _ = c;
+            }
+
+            /// Forecasts of family `f` alone (`out[j * hs.len() + i]` for its candidate j).
+            fn forecast_family(&self, f: usize, o: &Origin, hs: &[usize], out: &mut [f32]) {
+                let mut i = 0;
+                $(
+                    if i == f {
+                        self.$field.forecast(o, hs, out);
+                        return;
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+            }
+        }
+    };
+}
+
+models! {
+    naive: models::naive::Naive,
+    seasonal: models::seasonal::Seasonal,
+    moving: models::moving::Moving,
+    smoothers: models::smoothers::Smoothers,
+    profile: models::profile::Profile,
+    phase: models::phase::Phase,
+    holt_winters: models::holt_winters::HoltWinters,
+    ar: models::ar::Ar,
+    esn: models::esn::Esn,
+    histogram: models::histogram::Histogram,
+}
+
+/// Every candidate's name, in the order forecasts and weights are reported.
+pub fn candidate_names() -> Vec<&'static str> {
+    FAMILIES
+        .iter()
+        .flat_map(|(_, n)| n.iter().copied())
+        .collect()
+}
+
+/// Which candidates a comma-separated list enables (candidate or family names; `all`).
+pub fn parse_models(list: &str) -> Result<Vec<bool>, String> {
+    let names = candidate_names();
+    let mut on = vec![false; names.len()];
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "all" {
+            on.fill(true);
+            continue;
+        }
+        if let Some(i) = names.iter().position(|n| *n == item) {
+            on[i] = true;
+            continue;
+        }
+        let mut c = 0;
+        let mut found = false;
+        for (fam, n) in FAMILIES {
+            if *fam == item {
+                on[c..c + n.len()].fill(true);
+                found = true;
+            }
+            c += n.len();
+        }
+        if !found {
+            return Err(format!(
+                "unknown model {item:?} (candidates: {}; families: {})",
+                names.join(","),
+                FAMILIES.iter().map(|f| f.0).collect::<Vec<_>>().join(",")
+            ));
+        }
+    }
+    if !on.iter().any(|&b| b) {
+        return Err("no model selected".into());
+    }
+    Ok(on)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Candidates in the ensemble (by [`candidate_names`] index).
+    pub enabled: Vec<bool>,
+    /// Steps between scored origins (prime to 12: every phase of the hour gets scored).
+    pub score_every: usize,
+    /// Half-life of the discounted errors, in steps.
+    pub half_life: f32,
+    /// Weights ∝ (S_m / min S)^-power.
+    pub power: f32,
+    /// Residuals kept per scored horizon for the conformal quantiles.
+    pub window: usize,
+    /// At most this many candidates (the heaviest) enter a weighted median.
+    pub cap: usize,
+    /// Quantile-tracking step of the conformal correction (in mean absolute residuals).
+    pub eta: f32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: vec![true; candidate_names().len()],
+            score_every: 7,
+            half_life: 576.0,
+            power: 5.0,
+            window: 200,
+            cap: 12,
+            eta: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ForecastError {
+    #[error("value {0} is not a finite number")]
+    NotFinite(f64),
+    #[error("value {0} is negative")]
+    Negative(f64),
+    #[error("timestamp {ts} is not after the previous one ({last})")]
+    NotLater { ts: i64, last: i64 },
+    #[error("{resource}: {source}")]
+    Resource {
+        resource: Resource,
+        source: Box<ForecastError>,
+    },
+}
+
+/// A forecast for horizons 1..=48 (index k − 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub point: Vec<f32>,
+    /// p50, p90, p95, p99 ([`conformal::LEVELS`]).
+    pub quantiles: Vec<[f32; 4]>,
+}
+
+/// A forecast with every candidate's, for evaluation and inspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detailed {
+    pub ensemble: Forecast,
+    /// `candidates[m * 48 + k − 1]` (MISSING when the candidate cannot tell yet).
+    pub candidates: Vec<f32>,
+    /// Each candidate's p95 (its point plus its tracked 95 % residual quantile).
+    pub candidates_p95: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesForecaster {
+    cfg: Config,
+    m: usize,
+    hist: History,
+    models: Models,
+    scores: Scores,
+    /// Each candidate's tracked 95 % residual quantile per scored horizon (`[m * NS + i]`).
+    q95: Vec<f32>,
+    /// Recorded forecasts awaiting their targets: slot p holds the origin step and
+    /// `(m + 1) × NS` values (the candidates', then the ensemble's).
+    pending_origin: Vec<u64>,
+    pending: Vec<f32>,
+    conformal: Conformal,
+    /// The candidates each scored horizon combines (recomputed when its scores change):
+    /// `chosen_idx[i * cap + j]` (u8::MAX: none) with weight `chosen_w[i * cap + j]`.
+    chosen_idx: Vec<u8>,
+    chosen_w: Vec<f32>,
+}
+
+impl Default for SeriesForecaster {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl SeriesForecaster {
+    pub fn new(cfg: Config) -> Self {
+        let m = candidate_names().len();
+        assert_eq!(
+            cfg.enabled.len(),
+            m,
+            "Config::enabled has one entry a candidate"
+        );
+        assert!(m <= 64, "candidate sets fit in a u64");
+        let slots = H.div_ceil(cfg.score_every.max(1));
+        let mut f = SeriesForecaster {
+            m,
+            hist: History::new(),
+            models: Models::default(),
+            scores: Scores::new(m, NS),
+            q95: vec![0.0; m * NS],
+            pending_origin: vec![u64::MAX; slots],
+            pending: vec![MISSING; slots * (m + 1) * NS],
+            conformal: Conformal::new(NS, cfg.window, cfg.eta),
+            chosen_idx: vec![u8::MAX; NS * cfg.cap],
+            chosen_w: vec![0.0; NS * cfg.cap],
+            cfg,
+        };
+        for i in 0..NS {
+            f.refresh_chosen(i);
+        }
+        f
+    }
+
+    /// Recompute which candidates scored horizon i combines, and their weights.
+    fn refresh_chosen(&mut self, i: usize) {
+        let mut w = [0f32; 256];
+        let w = &mut w[..self.m];
+        self.scores.weights(i, &self.cfg.enabled, self.cfg.power, w);
+        let cap = self.cfg.cap;
+        let t = top(w, cap);
+        for j in 0..cap {
+            let (c, wt) = t.get(j).map_or((u8::MAX, 0.0), |&(c, wt)| (c as u8, wt));
+            self.chosen_idx[i * cap + j] = c;
+            self.chosen_w[i * cap + j] = wt;
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Observations seen.
+    pub fn len(&self) -> u64 {
+        self.hist.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hist.n == 0
+    }
+
+    /// Bytes of state held (vectors included).
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.hist.bytes()
+            + self.models.holt_winters.bytes()
+            + self.models.ar.bytes()
+            + self.models.esn.bytes()
+            + self.models.histogram.bytes()
+            + self.scores.bytes()
+            + self.conformal.bytes()
+            + 4 * (self.q95.len() + self.pending.len() + self.chosen_w.len())
+            + self.chosen_idx.len()
+            + 8 * self.pending_origin.len()
+            + self.cfg.enabled.len()
+    }
+
+    /// Add the observation at `ts` (Unix seconds). A non-finite or negative value, or a
+    /// timestamp not after the last one, is refused and leaves the state untouched.
+    pub fn update(&mut self, ts: i64, value: f64) -> Result<(), ForecastError> {
+        if !value.is_finite() {
+            return Err(ForecastError::NotFinite(value));
+        }
+        if value < 0.0 {
+            return Err(ForecastError::Negative(value));
+        }
+        if self.hist.n > 0 && ts <= self.hist.last_ts {
+            return Err(ForecastError::NotLater {
+                ts,
+                last: self.hist.last_ts,
+            });
+        }
+        let y = value as f32;
+        self.hist.push(ts, y);
+        self.models.update(&self.hist);
+        let step = self.hist.n - 1;
+        self.score(step, y);
+        if step.is_multiple_of(self.cfg.score_every as u64) {
+            self.record(step);
+        }
+        Ok(())
+    }
+
+    /// Score the recorded forecasts whose target is this step.
+    fn score(&mut self, step: u64, y: f32) {
+        let m = self.m;
+        let keep = 0.5f32.powf(self.cfg.score_every as f32 / self.cfg.half_life);
+        let width = (m + 1) * NS;
+        let mut touched = [false; NS];
+        for p in 0..self.pending_origin.len() {
+            let o = self.pending_origin[p];
+            if o == u64::MAX || o >= step {
+                continue;
+            }
+            let k = (step - o) as usize;
+            let Some(i) = SCORED.iter().position(|&s| s == k) else {
+                continue;
+            };
+            let rec = &self.pending[p * width..(p + 1) * width];
+            touched[i] = true;
+            for c in 0..m {
+                let f = rec[c * NS + i];
+                if !present(f) {
+                    continue;
+                }
+                let r = y - f;
+                self.scores.add(c, i, r.abs(), keep);
+                // Stochastic-approximation 95 % quantile of the residual, steps scaled by
+                // the candidate's typical error.
+                let s = self.scores.mae(c, i).unwrap_or(0.0);
+                let q = &mut self.q95[c * NS + i];
+                let hit = if r > *q { 0.95 } else { -0.05 };
+                *q += 0.05 * s * hit;
+            }
+            let e = rec[m * NS + i];
+            if present(e) {
+                self.conformal.push(i, y - e);
+            }
+            if k >= H {
+                self.pending_origin[p] = u64::MAX;
+            }
+        }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t {
+                self.refresh_chosen(i);
+            }
+        }
+    }
+
+    /// Record the candidates' and the ensemble's forecasts at the scored horizons.
+    fn record(&mut self, step: u64) {
+        let m = self.m;
+        let width = (m + 1) * NS;
+        let p = ((step / self.cfg.score_every as u64) % self.pending_origin.len() as u64) as usize;
+        let mut buf = vec![MISSING; m * NS];
+        self.candidates(&SCORED, &mut buf);
+        let mut vals = vec![0.0; m];
+        let cap = self.cfg.cap;
+        let rec = &mut self.pending[p * width..(p + 1) * width];
+        rec[..m * NS].copy_from_slice(&buf);
+        for i in 0..NS {
+            for c in 0..m {
+                vals[c] = buf[c * NS + i];
+            }
+            let (idx, w) = (
+                &self.chosen_idx[i * cap..(i + 1) * cap],
+                &self.chosen_w[i * cap..(i + 1) * cap],
+            );
+            rec[m * NS + i] = weighted_median_of(&vals, idx, w).unwrap_or(MISSING);
+        }
+        self.pending_origin[p] = step;
+    }
+
+    /// Every enabled candidate at horizons `hs`, clamped at 0 (`out[c * hs.len() + i]`),
+    /// MISSING where a candidate cannot tell yet.
+    fn candidates(&self, hs: &[usize], out: &mut [f32]) {
+        if self.hist.n == 0 {
+            out.fill(MISSING);
+            return;
+        }
+        // Models leave what they cannot forecast untouched: NaN here, MISSING below.
+        out.fill(f32::NAN);
+        let o = Origin::new(&self.hist);
+        self.models.forecast(&o, hs, &self.cfg.enabled, out);
+        let n = hs.len();
+        for (c, &on) in self.cfg.enabled.iter().enumerate() {
+            for v in &mut out[c * n..(c + 1) * n] {
+                *v = if on { Self::clean(*v) } else { MISSING };
+            }
+        }
+    }
+
+    /// Per-candidate weights at every horizon 1..=48: `weights()[k − 1][m]` (they sum to 1).
+    pub fn weights(&self) -> Vec<Vec<f32>> {
+        let mut by_scored = vec![vec![0.0; self.m]; NS];
+        for (i, w) in by_scored.iter_mut().enumerate() {
+            self.scores.weights(i, &self.cfg.enabled, self.cfg.power, w);
+            let s: f32 = w.iter().sum();
+            if s > 0.0 {
+                w.iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        (1..=H)
+            .map(|k| by_scored[scored_index(k)].clone())
+            .collect()
+    }
+
+    /// Each candidate's discounted mean absolute error at every horizon (None before any
+    /// score): `errors()[k − 1][m]`.
+    pub fn errors(&self) -> Vec<Vec<Option<f32>>> {
+        (1..=H)
+            .map(|k| {
+                let i = scored_index(k);
+                (0..self.m).map(|c| self.scores.mae(c, i)).collect()
+            })
+            .collect()
+    }
+
+    /// The candidates scored horizon i combines (indices, u8::MAX for none) and weights.
+    #[inline]
+    fn chosen(&self, i: usize) -> (&[u8], &[f32]) {
+        let cap = self.cfg.cap;
+        (
+            &self.chosen_idx[i * cap..(i + 1) * cap],
+            &self.chosen_w[i * cap..(i + 1) * cap],
+        )
+    }
+
+    /// Clamp a candidate's raw forecast: NaN (none) → MISSING, negative → 0.
+    #[inline]
+    fn clean(v: f32) -> f32 {
+        if !v.is_finite() { MISSING } else { v.max(0.0) }
+    }
+
+    /// The ensemble forecast for horizons 1..=48 with its quantiles. Computes only the
+    /// candidates that enter a weighted median (the same numbers as [`Self::detailed`]).
+    pub fn forecast(&self) -> Forecast {
+        let m = self.m;
+        let mut cand = vec![MISSING; m * H];
+        if self.hist.n > 0 {
+            // Which candidates each scored horizon uses, as bit sets.
+            let mut used = [0u64; NS];
+            for (i, u) in used.iter_mut().enumerate() {
+                for &c in self.chosen(i).0 {
+                    if c != u8::MAX {
+                        *u |= 1 << c;
+                    }
+                }
+            }
+            let o = Origin::new(&self.hist);
+            let mut c0 = 0;
+            let mut hs = [0usize; H];
+            let mut tmp = [0f32; 16 * H];
+            for (fi, (_, names)) in FAMILIES.iter().enumerate() {
+                let c1 = c0 + names.len();
+                let fam = ((1u64 << names.len()) - 1) << c0;
+                let mut nh = 0;
+                for k in 1..=H {
+                    if used[scored_index(k)] & fam != 0 {
+                        hs[nh] = k;
+                        nh += 1;
+                    }
+                }
+                let hs = &hs[..nh];
+                if !hs.is_empty() {
+                    let tmp = &mut tmp[..names.len() * hs.len()];
+                    tmp.fill(f32::NAN);
+                    self.models.forecast_family(fi, &o, hs, tmp);
+                    for j in 0..names.len() {
+                        for (i, &k) in hs.iter().enumerate() {
+                            cand[(c0 + j) * H + k - 1] = Self::clean(tmp[j * hs.len() + i]);
+                        }
+                    }
+                }
+                c0 = c1;
+            }
+        }
+        self.combine(&cand)
+    }
+
+    /// Weighted medians and conformal quantiles from the candidates' forecasts (`m × 48`).
+    fn combine(&self, cand: &[f32]) -> Forecast {
+        let m = self.m;
+        let mut vals = [0f32; 64];
+        let mut point = vec![0.0; H];
+        let mut quantiles = vec![[0.0; 4]; H];
+        let last = self.hist.last().max(0.0);
+        for k in 1..=H {
+            let (idx, w) = self.chosen(scored_index(k));
+            for &c in idx {
+                if c != u8::MAX {
+                    vals[c as usize] = cand[c as usize * H + k - 1];
+                }
+            }
+            let p = weighted_median_of(&vals[..m], idx, w).unwrap_or(last);
+            point[k - 1] = p;
+            let mut prev = 0.0f32;
+            let (i0, i1, t) = interp_at(k);
+            let (o0, o1) = (self.conformal.offsets(i0), self.conformal.offsets(i1));
+            for l in 0..4 {
+                let off = o0[l] * (1.0 - t) + o1[l] * t;
+                let q = (p + off).max(prev).max(0.0);
+                quantiles[k - 1][l] = q;
+                prev = q;
+            }
+        }
+        Forecast { point, quantiles }
+    }
+
+    /// The forecast with every candidate's (for evaluation); `with_p95` also fills each
+    /// candidate's p95.
+    pub fn detailed(&self, with_p95: bool) -> Detailed {
+        let m = self.m;
+        let hs: Vec<usize> = (1..=H).collect();
+        let mut cand = vec![MISSING; m * H];
+        self.candidates(&hs, &mut cand);
+        let ensemble = self.combine(&cand);
+        let mut p95 = Vec::new();
+        if with_p95 {
+            p95 = vec![MISSING; m * H];
+            for k in 1..=H {
+                let (i0, i1, t) = interp_at(k);
+                for c in 0..m {
+                    let f = cand[c * H + k - 1];
+                    if present(f) {
+                        let q = self.q95[c * NS + i0] * (1.0 - t) + self.q95[c * NS + i1] * t;
+                        p95[c * H + k - 1] = (f + q).max(0.0);
+                    }
+                }
+            }
+        }
+        Detailed {
+            ensemble,
+            candidates: cand,
+            candidates_p95: p95,
+        }
+    }
+}
+
+/// The four series of one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantForecaster {
+    pub series: PerResource<SeriesForecaster>,
+}
+
+impl TenantForecaster {
+    pub fn new(cfg: Config) -> Self {
+        TenantForecaster {
+            series: PerResource {
+                cpu: SeriesForecaster::new(cfg.clone()),
+                mem: SeriesForecaster::new(cfg.clone()),
+                disk: SeriesForecaster::new(cfg.clone()),
+                net: SeriesForecaster::new(cfg),
+            },
+        }
+    }
+
+    /// Add one observation of every resource; all four are validated before any is applied.
+    pub fn update(&mut self, ts: i64, values: PerResource<f64>) -> Result<(), ForecastError> {
+        for r in Resource::ALL {
+            let v = *values.get(r);
+            let s = self.series.get(r);
+            let err = if !v.is_finite() {
+                Some(ForecastError::NotFinite(v))
+            } else if v < 0.0 {
+                Some(ForecastError::Negative(v))
+            } else if !s.is_empty() && ts <= s.hist.last_ts {
+                Some(ForecastError::NotLater {
+                    ts,
+                    last: s.hist.last_ts,
+                })
+            } else {
+                None
+            };
+            if let Some(e) = err {
+                return Err(ForecastError::Resource {
+                    resource: r,
+                    source: Box::new(e),
+                });
+            }
+        }
+        for r in Resource::ALL {
+            self.series.get_mut(r).update(ts, *values.get(r))?;
+        }
+        Ok(())
+    }
+
+    pub fn forecast(&self) -> PerResource<Forecast> {
+        PerResource {
+            cpu: self.series.cpu.forecast(),
+            mem: self.series.mem.forecast(),
+            disk: self.series.disk.forecast(),
+            net: self.series.net.forecast(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
