@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub daemon: DaemonConfig,
     pub profile: ProfileConfig,
+    pub forecast: ForecastConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForecastConfig {
+    /// How often the forecasters' state is stored in the profile (also at shutdown).
+    pub save_minutes: f64,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        ForecastConfig { save_minutes: 60.0 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -131,6 +145,12 @@ impl Config {
                 ),
             );
         }
+        if !range(self.forecast.save_minutes, 1.0, 1440.0) {
+            return bad(
+                "forecast.save_minutes",
+                format!("= {} is outside 1 … 1440", self.forecast.save_minutes),
+            );
+        }
         if !range(p.maintenance_minutes, 0.01, 1440.0) {
             return bad(
                 "profile.maintenance_minutes",
@@ -229,6 +249,7 @@ mod tests {
                 "[profile]\nmaintenance_minutes = 1e9\n",
                 "profile.maintenance_minutes",
             ),
+            ("[forecast]\nsave_minutes = 0\n", "forecast.save_minutes"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(matches!(e, ConfigError::Invalid { .. }), "{text}: {e}");

@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::backend::libvirt::LibvirtBackend;
 use crate::collect::Observation;
 use crate::config::Config;
+use crate::forecast::stage::ForecastStage;
 use crate::pipeline::Controller;
 use crate::profile::{ProfileDb, writer::ProfileWriter};
 use std::sync::mpsc;
@@ -40,10 +41,15 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         history = counts.history,
         "profile holds"
     );
+    let mut forecasts = ForecastStage::new(crate::forecast::Config::default());
+    let restored = forecasts.restore(db.load_forecasters()?);
+    tracing::info!(restored, "forecasters restored from the profile");
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
     let interval = Duration::from_secs_f64(cfg.daemon.interval_seconds);
+    let save_every = (cfg.forecast.save_minutes * 60.0 / cfg.daemon.interval_seconds).ceil() as u64;
+    let controller = Controller::new(Some(writer)).with_forecasts(forecasts, save_every);
     tracing::info!(
         backend = %backend.describe(),
         interval_s = cfg.daemon.interval_seconds,
@@ -54,15 +60,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let print = opts.print_stats;
     let control = std::thread::Builder::new()
         .name("control-loop".into())
-        .spawn(move || {
-            control_loop(
-                backend,
-                Controller::new(Some(writer)),
-                interval,
-                stop_rx,
-                print,
-            )
-        })
+        .spawn(move || control_loop(backend, controller, interval, stop_rx, print))
         .map_err(DaemonError::Runtime)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()

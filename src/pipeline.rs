@@ -1,4 +1,4 @@
-//! The control loop: one cycle of collect → profile → allocate → apply (→ forecast,
+//! The control loop: one cycle of collect → profile → forecast → allocate → apply (→
 //! actuate and feedback as those stages land). The daemon calls [`Controller::step`] on a
 //! timer against the libvirt backend; the simulator calls it once per trace interval against
 //! the trace backend. There is no second copy of this sequence.
@@ -6,12 +6,16 @@
 use crate::allocate::Policy;
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
+use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
 use crate::profile::writer::ProfileWriter;
 
 pub struct Controller {
     collector: Collector,
     profile: Option<ProfileWriter>,
     policy: Option<Box<dyn Policy>>,
+    forecasts: Option<ForecastStage>,
+    /// Store the forecasters' state in the profile every this many cycles.
+    save_every: u64,
     cycles: u64,
 }
 
@@ -22,8 +26,23 @@ impl Controller {
             collector: Collector::new(),
             profile,
             policy: None,
+            forecasts: None,
+            save_every: 0,
             cycles: 0,
         }
+    }
+
+    /// Forecast every tenant's resources; the forecasters' state goes to the profile every
+    /// `save_every` cycles and at shutdown.
+    pub fn with_forecasts(mut self, stage: ForecastStage, save_every: u64) -> Self {
+        self.forecasts = Some(stage);
+        self.save_every = save_every.max(1);
+        self
+    }
+
+    /// The forecast stage, if the controller forecasts.
+    pub fn forecasts(&self) -> Option<&ForecastStage> {
+        self.forecasts.as_ref()
     }
 
     /// Decide and apply allocations with `policy` every cycle (without one, the controller
@@ -47,6 +66,14 @@ impl Controller {
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
         }
+        if let Some(f) = self.forecasts.as_mut() {
+            f.observe(&obs);
+            if let Some(p) = &self.profile
+                && self.cycles.is_multiple_of(self.save_every)
+            {
+                p.save_forecasters(STATE_FORMAT, obs.at_unix_ms, f.export(false));
+            }
+        }
         if let Some(policy) = self.policy.as_mut() {
             let allocation = policy.decide(&obs);
             backend.apply(&allocation)?;
@@ -66,8 +93,15 @@ impl Controller {
         }
     }
 
-    /// Commit and close the profile.
-    pub fn shutdown(self) -> Option<crate::profile::writer::WriterStats> {
+    /// Store the forecasters' state, commit and close the profile.
+    pub fn shutdown(mut self) -> Option<crate::profile::writer::WriterStats> {
+        if let (Some(f), Some(p)) = (self.forecasts.as_mut(), &self.profile) {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            p.save_forecasters(STATE_FORMAT, at_ms, f.export(false));
+        }
         self.profile.map(ProfileWriter::shutdown)
     }
 }

@@ -31,6 +31,7 @@ pub mod history;
 pub mod models;
 pub mod plot;
 pub mod ridge;
+pub mod stage;
 
 use crate::model::{PerResource, Resource};
 use conformal::Conformal;

@@ -15,6 +15,7 @@ pub mod writer;
 use crate::collect::{Observation, TenantStats};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `PRAGMA application_id` of a prescient profile ("PRES").
 pub const APPLICATION_ID: i32 = 0x5052_4553;
@@ -23,7 +24,8 @@ pub const APPLICATION_ID: i32 = 0x5052_4553;
 pub const BUCKET_MS: i64 = 300_000;
 
 /// Migrations, applied in order; `user_version` = how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id             INTEGER PRIMARY KEY,
     uuid           TEXT NOT NULL UNIQUE,
@@ -74,7 +76,16 @@ CREATE TABLE state (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE forecasters (
+    tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
+    saved_ms  INTEGER NOT NULL,
+    format    INTEGER NOT NULL,
+    state     BLOB NOT NULL
+);
+"#,
+];
 
 /// The latest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -431,6 +442,53 @@ impl ProfileDb {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(())
+    }
+
+    /// Store encoded forecaster states (`format`: their encoding's version), replacing
+    /// older ones; tenants not in the database yet are skipped.
+    pub fn save_forecasters(
+        &mut self,
+        at_ms: i64,
+        format: i64,
+        states: &[(Arc<str>, Vec<u8>)],
+    ) -> Result<usize, ProfileError> {
+        let path = self.path.clone();
+        let sql = |source| ProfileError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut saved = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO forecasters (tenant_id, saved_ms, format, state)
+                     SELECT id, ?2, ?3, ?4 FROM tenants WHERE uuid = ?1",
+                )
+                .map_err(sql)?;
+            for (uuid, state) in states {
+                saved += put
+                    .execute(params![&**uuid, at_ms, format, state])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(saved)
+    }
+
+    /// Every stored forecaster state: (tenant UUID, format, bytes).
+    pub fn load_forecasters(&self) -> Result<Vec<(String, i64, Vec<u8>)>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT t.uuid, f.format, f.state FROM forecasters f
+                 JOIN tenants t ON t.id = f.tenant_id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
     pub fn counts(&self) -> Result<Counts, ProfileError> {

@@ -2,6 +2,7 @@ use super::*;
 use crate::backend::{DomainCounters, DomainSnapshot, Snapshot};
 use crate::collect::{Collector, Observation};
 use crate::model::TenantId;
+use std::sync::Arc;
 
 fn obs(collector: &mut Collector, t_s: i64, n_tenants: usize) -> Observation {
     let domains = (0..n_tenants)
@@ -213,4 +214,60 @@ fn writer_batches_and_flushes() {
     assert_eq!(stats.samples_committed, 400);
     assert!(stats.transactions >= 1 && stats.transactions <= 100);
     assert_eq!(stats.observations_dropped, 0);
+}
+
+#[test]
+fn forecaster_states_round_trip_through_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let db = ProfileDb::open(&path, false).unwrap();
+    let mut w = writer::ProfileWriter::spawn(
+        db,
+        Retention::default(),
+        std::time::Duration::from_secs(3600),
+    );
+    let mut c = Collector::new();
+    let o = obs(&mut c, 1000, 2);
+    let uuids: Vec<Arc<str>> = o.tenants.iter().map(|t| Arc::clone(&t.id.uuid)).collect();
+    w.submit(o);
+    // Saved right after the samples that create the tenants' rows; an unknown tenant is skipped.
+    w.save_forecasters(
+        1,
+        1_000_000,
+        vec![
+            (Arc::clone(&uuids[0]), vec![1, 2, 3]),
+            (Arc::clone(&uuids[1]), vec![4]),
+            (Arc::from("not-a-tenant"), vec![9]),
+        ],
+    );
+    w.save_forecasters(1, 2_000_000, vec![(Arc::clone(&uuids[0]), vec![7, 7])]);
+    w.shutdown();
+    let db = ProfileDb::open(&path, false).unwrap();
+    let mut saved = db.load_forecasters().unwrap();
+    saved.sort();
+    assert_eq!(
+        saved,
+        vec![
+            (uuids[0].to_string(), 1, vec![7, 7]),
+            (uuids[1].to_string(), 1, vec![4]),
+        ]
+    );
+}
+
+#[test]
+fn a_version_1_profile_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    drop(ProfileDb::open(&path, false).unwrap());
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("DROP TABLE forecasters; PRAGMA user_version=1;")
+        .unwrap();
+    drop(c);
+    let db = ProfileDb::open(&path, false).unwrap();
+    assert!(db.load_forecasters().unwrap().is_empty());
+    let v: i64 = db
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
 }

@@ -3,6 +3,7 @@
 
 use super::{ProfileDb, ProfileError, Retention};
 use crate::collect::Observation;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ const MAX_BATCH: usize = 512;
 
 enum Msg {
     Write(Box<Observation>),
+    /// Encoded forecaster states (format, at_ms, states).
+    Forecasters(i64, i64, Vec<(Arc<str>, Vec<u8>)>),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -59,6 +62,21 @@ impl ProfileWriter {
                     "profile writer is behind; dropped an observation"
                 );
             }
+        }
+    }
+
+    /// Queue forecaster states to store; blocks if the queue is full (they are rare and
+    /// large, and losing them costs relearning).
+    pub fn save_forecasters(&self, format: i64, at_ms: i64, states: Vec<(Arc<str>, Vec<u8>)>) {
+        if states.is_empty() {
+            return;
+        }
+        if self
+            .tx
+            .send(Msg::Forecasters(format, at_ms, states))
+            .is_err()
+        {
+            tracing::error!("profile writer has stopped; forecaster states not saved");
         }
     }
 
@@ -126,6 +144,14 @@ fn run(
                     pending.push(*o);
                 }
                 Msg::Flush(reply) => flushes.push(reply),
+                Msg::Forecasters(format, at_ms, states) => {
+                    // Samples first: the tenants' rows must exist.
+                    let _ = commit(&mut db, &mut pending, &mut stats);
+                    match db.save_forecasters(at_ms, format, &states) {
+                        Ok(n) => tracing::debug!(saved = n, "forecaster states stored"),
+                        Err(e) => tracing::error!("cannot store forecaster states: {e}"),
+                    }
+                }
             }
             next = if pending.len() < MAX_BATCH {
                 rx.try_recv().ok()

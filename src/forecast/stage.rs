@@ -1,0 +1,285 @@
+//! The forecast stage of the control loop. Each tenant's observed usage is averaged over
+//! 5-minute buckets (the step the forecasters are built for, whatever the control interval)
+//! and each completed bucket updates the tenant's [`TenantForecaster`]; the latest forecast
+//! is kept for the stages after it. State is exported compactly (postcard) for the profile
+//! database, and restored at start, so that a restarted daemon forecasts at once.
+
+use super::{Config, Forecast, TenantForecaster};
+use crate::collect::Observation;
+use crate::model::{PerResource, Resource};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Seconds per forecasting step.
+pub const BUCKET_S: i64 = 300;
+
+/// The version of the exported state's encoding (postcard of `TenantForecaster`).
+pub const STATE_FORMAT: i64 = 1;
+
+struct Bucket {
+    start_s: i64,
+    sum: [f64; 4],
+    n: u32,
+}
+
+struct Entry {
+    forecaster: TenantForecaster,
+    bucket: Option<Bucket>,
+    latest: Option<PerResource<Forecast>>,
+    /// Updated since it was last exported.
+    dirty: bool,
+}
+
+pub struct ForecastStage {
+    cfg: Config,
+    tenants: HashMap<Arc<str>, Entry>,
+    /// Buckets a forecaster refused (a clock going backwards, a bad value): counted, never fed.
+    pub rejected: u64,
+}
+
+impl ForecastStage {
+    pub fn new(cfg: Config) -> Self {
+        ForecastStage {
+            cfg,
+            tenants: HashMap::new(),
+            rejected: 0,
+        }
+    }
+
+    pub fn tenants(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Take in one cycle's observation.
+    pub fn observe(&mut self, obs: &Observation) {
+        let start_s = obs.at_unix_ms.div_euclid(1000).div_euclid(BUCKET_S) * BUCKET_S;
+        for t in &obs.tenants {
+            // Only intervals with all four rates (not a tenant's first sight) count.
+            let (Some(cpu), Some(mem), Some(disk), Some(net)) =
+                (t.usage.cpu, t.usage.mem, t.usage.disk, t.usage.net)
+            else {
+                continue;
+            };
+            let cfg = &self.cfg;
+            let e = self
+                .tenants
+                .entry(Arc::clone(&t.id.uuid))
+                .or_insert_with(|| Entry {
+                    forecaster: TenantForecaster::new(cfg.clone()),
+                    bucket: None,
+                    latest: None,
+                    dirty: false,
+                });
+            match &mut e.bucket {
+                Some(b) if b.start_s == start_s => {
+                    for (s, v) in b.sum.iter_mut().zip([cpu, mem, disk, net]) {
+                        *s += v;
+                    }
+                    b.n += 1;
+                }
+                _ => {
+                    if let Some(done) = e.bucket.take() {
+                        self.rejected += close(e, done, &t.id.name) as u64;
+                    }
+                    e.bucket = Some(Bucket {
+                        start_s,
+                        sum: [cpu, mem, disk, net],
+                        n: 1,
+                    });
+                }
+            }
+        }
+        // A vanished tenant's unfinished bucket is dropped; its forecaster stays (it may
+        // come back) until it is exported.
+        for id in &obs.vanished {
+            if let Some(e) = self.tenants.get_mut(&*id.uuid) {
+                e.bucket = None;
+            }
+        }
+    }
+
+    /// The latest forecast of a tenant, once one bucket has completed.
+    pub fn forecast(&self, uuid: &str) -> Option<&PerResource<Forecast>> {
+        self.tenants.get(uuid).and_then(|e| e.latest.as_ref())
+    }
+
+    /// Encode the forecasters updated since the last export (all of them with `all`).
+    pub fn export(&mut self, all: bool) -> Vec<(Arc<str>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (uuid, e) in &mut self.tenants {
+            if !(all || e.dirty) {
+                continue;
+            }
+            match postcard::to_allocvec(&e.forecaster) {
+                Ok(bytes) => {
+                    out.push((Arc::clone(uuid), bytes));
+                    e.dirty = false;
+                }
+                Err(err) => tracing::error!(uuid = %uuid, "cannot encode forecaster state: {err}"),
+            }
+        }
+        out
+    }
+
+    /// Restore exported forecasters. A state that does not decode is skipped with a warning
+    /// (that tenant starts learning afresh); returns how many were restored.
+    pub fn restore(&mut self, saved: Vec<(String, i64, Vec<u8>)>) -> usize {
+        let mut restored = 0;
+        for (uuid, format, bytes) in saved {
+            if format != STATE_FORMAT {
+                tracing::warn!(%uuid, format, "forecaster state in an unknown format; relearning");
+                continue;
+            }
+            match postcard::from_bytes::<TenantForecaster>(&bytes) {
+                Ok(forecaster) => {
+                    let latest = (!forecaster.series.cpu.is_empty()).then(|| forecaster.forecast());
+                    self.tenants.insert(
+                        uuid.into(),
+                        Entry {
+                            forecaster,
+                            bucket: None,
+                            latest,
+                            dirty: false,
+                        },
+                    );
+                    restored += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(%uuid, "forecaster state does not decode ({e}); relearning")
+                }
+            }
+        }
+        restored
+    }
+}
+
+/// Feed a completed bucket's means; true if the forecaster refused them.
+fn close(e: &mut Entry, b: Bucket, name: &str) -> bool {
+    let n = b.n.max(1) as f64;
+    let mut means = PerResource::default();
+    for r in Resource::ALL {
+        *means.get_mut(r) = b.sum[r.index()] / n;
+    }
+    match e.forecaster.update(b.start_s, means) {
+        Ok(()) => {
+            e.latest = Some(e.forecaster.forecast());
+            e.dirty = true;
+            false
+        }
+        Err(err) => {
+            tracing::warn!(
+                tenant = name,
+                "forecaster refused the bucket at {}: {err}",
+                b.start_s
+            );
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::TenantStats;
+    use crate::model::{HostInfo, TenantId, TenantPolicy};
+
+    fn obs(at_s: i64, cpu: f64) -> Observation {
+        Observation {
+            at_unix_ms: at_s * 1000,
+            host: HostInfo::default(),
+            tenants: vec![TenantStats {
+                id: TenantId {
+                    uuid: "u1".into(),
+                    name: "vm1".into(),
+                },
+                policy: TenantPolicy::default(),
+                vcpus: 1,
+                max_memory_kib: 0,
+                usage: PerResource {
+                    cpu: Some(cpu),
+                    mem: Some(1000.0),
+                    disk: Some(10.0),
+                    net: Some(5.0),
+                },
+                capped: PerResource::default(),
+                cpu: Default::default(),
+                mem: Default::default(),
+                disks: vec![],
+                nics: vec![],
+            }],
+            appeared: vec![],
+            vanished: vec![],
+        }
+    }
+
+    /// Ten hours of 10 s samples: a daily-ish wave.
+    fn feed(stage: &mut ForecastStage, from_s: i64, hours: i64) {
+        for i in 0..hours * 360 {
+            let t = from_s + i * 10;
+            let cpu = 1.0 + ((t as f64) / 86_400.0 * std::f64::consts::TAU).sin().abs();
+            stage.observe(&obs(t, cpu));
+        }
+    }
+
+    #[test]
+    fn buckets_feed_the_forecaster_once_per_five_minutes() {
+        let mut s = ForecastStage::new(Config::default());
+        let start = 1_700_000_100; // a multiple of 300
+        feed(&mut s, start, 1);
+        let e = &s.tenants["u1"];
+        assert_eq!(
+            e.forecaster.series.cpu.len(),
+            11,
+            "12 buckets begun, 11 completed"
+        );
+        let f = s.forecast("u1").expect("a forecast after the first bucket");
+        assert_eq!(f.cpu.point.len(), 48);
+        assert!(
+            f.mem.point.iter().all(|v| (v - 1000.0).abs() < 1e-6),
+            "a constant stays constant"
+        );
+        assert_eq!(s.rejected, 0);
+    }
+
+    #[test]
+    fn export_and_restore_give_identical_forecasts() {
+        let mut s = ForecastStage::new(Config::default());
+        feed(&mut s, 1_700_000_100, 10);
+        let saved = s.export(false);
+        assert_eq!(saved.len(), 1);
+        assert!(s.export(false).is_empty(), "nothing new since");
+        let before = s.forecast("u1").unwrap().clone();
+        let mut r = ForecastStage::new(Config::default());
+        let rows = saved
+            .into_iter()
+            .map(|(u, b)| (u.to_string(), STATE_FORMAT, b))
+            .collect();
+        assert_eq!(r.restore(rows), 1);
+        assert_eq!(
+            r.forecast("u1").unwrap(),
+            &before,
+            "forecasts at once after a restart"
+        );
+        // And it goes on learning (the bucket open at export time is lost: at most 5 min).
+        let len = r.tenants["u1"].forecaster.series.cpu.len();
+        feed(&mut r, 1_700_000_100 + 10 * 3600, 1);
+        assert_eq!(r.tenants["u1"].forecaster.series.cpu.len(), len + 11);
+    }
+
+    #[test]
+    fn bad_state_and_bad_clocks_poison_nothing() {
+        let mut s = ForecastStage::new(Config::default());
+        let n = s.restore(vec![
+            ("u1".into(), STATE_FORMAT, vec![0xff, 0x01, 0x02]),
+            ("u2".into(), 99, vec![]),
+        ]);
+        assert_eq!(n, 0);
+        feed(&mut s, 1_700_000_100, 1);
+        let len = s.tenants["u1"].forecaster.series.cpu.len();
+        // The clock jumps back an hour: the bucket still open closes normally, the hour's
+        // buckets are refused and counted.
+        feed(&mut s, 1_700_000_100 - 3600, 1);
+        assert_eq!(s.rejected, 11);
+        assert_eq!(s.tenants["u1"].forecaster.series.cpu.len(), len + 1);
+    }
+}
