@@ -328,12 +328,8 @@ impl ProfileDb {
 
     /// Store one or more observations in a single transaction.
     pub fn write(&mut self, batch: &[Observation]) -> Result<usize, ProfileError> {
-        let path = self.path.clone();
-        let sql = |source| ProfileError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
         let mut written = 0;
         {
             let mut upsert = tx
@@ -395,12 +391,8 @@ impl ProfileDb {
     /// Roll completed raw samples up into 5-minute history and drop what is past retention.
     /// `now_ms` is the time of the newest sample.
     pub fn maintain(&mut self, now_ms: i64, retention: Retention) -> Result<(), ProfileError> {
-        let path = self.path.clone();
-        let sql = |source| ProfileError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
         let done: i64 = tx
             .query_row(
                 "SELECT value FROM state WHERE key='rolled_up_to_ms'",
@@ -452,12 +444,8 @@ impl ProfileDb {
         format: i64,
         states: &[(Arc<str>, Vec<u8>)],
     ) -> Result<usize, ProfileError> {
-        let path = self.path.clone();
-        let sql = |source| ProfileError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
         let mut saved = 0;
         {
             let mut put = tx
@@ -509,6 +497,15 @@ impl ProfileDb {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(|e| self.sql(e))
+    }
+}
+
+/// Wraps an SQLite error with the database's path (borrows only the path, so that the
+/// connection stays free for a transaction).
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + Copy + '_ {
+    move |source| ProfileError::Sqlite {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

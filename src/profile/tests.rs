@@ -193,16 +193,22 @@ fn rollup_and_retention_bound_the_size() {
     assert_eq!(db.counts().unwrap(), counts);
 }
 
-#[test]
-fn writer_batches_and_flushes() {
+/// A fresh database in a temporary directory, with its writer.
+fn writer_fixture() -> (tempfile::TempDir, std::path::PathBuf, writer::ProfileWriter) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("profile.db");
     let db = ProfileDb::open(&path, false).unwrap();
-    let mut w = writer::ProfileWriter::spawn(
+    let w = writer::ProfileWriter::spawn(
         db,
         Retention::default(),
         std::time::Duration::from_secs(3600),
     );
+    (dir, path, w)
+}
+
+#[test]
+fn writer_batches_and_flushes() {
+    let (_dir, path, mut w) = writer_fixture(); // _dir: kept alive to the end
     let mut c = Collector::new();
     for i in 0..100 {
         w.submit(obs(&mut c, 1000 + i, 4));
@@ -218,14 +224,7 @@ fn writer_batches_and_flushes() {
 
 #[test]
 fn forecaster_states_round_trip_through_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("profile.db");
-    let db = ProfileDb::open(&path, false).unwrap();
-    let mut w = writer::ProfileWriter::spawn(
-        db,
-        Retention::default(),
-        std::time::Duration::from_secs(3600),
-    );
+    let (_dir, path, mut w) = writer_fixture(); // _dir: kept alive to the end
     let mut c = Collector::new();
     let o = obs(&mut c, 1000, 2);
     let uuids: Vec<Arc<str>> = o.tenants.iter().map(|t| Arc::clone(&t.id.uuid)).collect();
