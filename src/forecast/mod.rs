@@ -28,6 +28,7 @@ pub mod conformal;
 pub mod ensemble;
 pub mod eval;
 pub mod history;
+pub mod intents;
 pub mod models;
 pub mod plot;
 pub mod ridge;
