@@ -38,6 +38,10 @@ pub struct ForecastEvalArgs {
     /// Files evaluated in parallel.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: usize,
+    /// Forecast each resource alone: no lead-lag links from the VM's other resources into
+    /// the AR model (to measure what the links bring).
+    #[arg(long)]
+    pub no_links: bool,
 }
 
 fn list<T>(s: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -66,6 +70,7 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         enabled: parse_models(&a.models).map_err(|e| format!("--models: {e}"))?,
         skip_bad: a.skip_bad,
         jobs: a.jobs.max(1),
+        links: !a.no_links,
     };
     let mut files = trace::list_dir(&a.trace)?;
     if let Some(n) = a.limit {

@@ -6,6 +6,9 @@
 use super::history::present;
 use serde::{Deserialize, Serialize};
 
+/// The most candidates a weighted median combines (`Config::cap` is clamped to it).
+pub const MAX_CAP: usize = 32;
+
 /// Discounted scores a candidate needs before it is weighed.
 pub const MIN_COUNT: f32 = 20.0;
 
@@ -114,7 +117,7 @@ pub fn top(weights: &[f32], cap: usize) -> Vec<(usize, f32)> {
 /// The weighted median of the present values of the chosen candidates (`top`): `idx[j]`
 /// with weight `w[j]`; u8::MAX marks an unused entry. `values` is indexed by candidate.
 pub fn weighted_median_of(values: &[f32], idx: &[u8], w: &[f32]) -> Option<f32> {
-    let mut buf = [(0f32, 0f32); 64];
+    let mut buf = [(0f32, 0f32); MAX_CAP];
     let mut n = 0;
     let mut total = 0.0;
     for (&i, &w) in idx.iter().zip(w) {

@@ -16,7 +16,8 @@
 //! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
 //! is scored as naive there.
 
-use super::{Config, H, SeriesForecaster, candidate_names, history::present};
+use super::history::{companions_of, present};
+use super::{Config, H, SeriesForecaster, candidate_names};
 use crate::model::Resource;
 use crate::trace::{self, TraceError};
 use serde::Serialize;
@@ -35,6 +36,8 @@ pub struct Options {
     pub enabled: Vec<bool>,
     pub skip_bad: bool,
     pub jobs: usize,
+    /// Feed each series the file's other resources (lead-lag links into the AR model).
+    pub links: bool,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             enabled: vec![true; candidate_names().len()],
             skip_bad: false,
             jobs: 1,
+            links: true,
         }
     }
 }
@@ -70,10 +74,24 @@ pub struct Timing {
     pub forecast_ns_per_origin: f64,
 }
 
+/// How many series ended with a lead-lag link, and from which companion at which lag.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRow {
+    pub resource: Resource,
+    pub series: usize,
+    pub linked: usize,
+    /// Linked series per companion resource.
+    pub from: Vec<(Resource, usize)>,
+    /// Linked series per lag (1..=4 steps).
+    pub by_lag: Vec<usize>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub results: Vec<ResultRow>,
     pub timing: Timing,
+    /// Lead-lag links found (empty with `links: false`).
+    pub links: Vec<LinkRow>,
     /// Files left out as malformed (only with `skip_bad`), with the reason.
     #[serde(skip)]
     pub bad_files: Vec<String>,
@@ -86,6 +104,8 @@ pub struct Report {
 #[derive(Debug, Clone)]
 struct SeriesSums {
     origins: usize,
+    /// The AR model's lead-lag link at the end: (companion index, lag).
+    link: Option<(u8, u8)>,
     /// `[(model * horizons) + j]`
     abs: Vec<f64>,
     pin: Vec<f64>,
@@ -112,6 +132,7 @@ struct Work {
 /// Run one resource of one trace through a forecaster; None if too short.
 fn run_series(
     rows: &[(i64, f64)],
+    companions: Option<&[[f64; 3]]>,
     opt: &Options,
     cfg: &Config,
     work: &mut Work,
@@ -125,6 +146,7 @@ fn run_series(
     let models = m + 1;
     let mut s = SeriesSums {
         origins: 0,
+        link: None,
         abs: vec![0.0; models * nh],
         pin: vec![0.0; models * nh],
         covered: vec![0; models * nh],
@@ -134,7 +156,7 @@ fn run_series(
     let mut f = SeriesForecaster::new(cfg.clone());
     for (t, &(ts, v)) in rows.iter().enumerate() {
         let t0 = Instant::now();
-        f.update(ts, v)?;
+        f.update_with(ts, v, companions.map(|c| c[t]))?;
         work.update_ns += t0.elapsed().as_nanos();
         work.updates += 1;
         if t < opt.warmup || !(t - opt.warmup).is_multiple_of(opt.origin_every) || t + H >= n {
@@ -174,6 +196,7 @@ fn run_series(
             }
         }
     }
+    s.link = f.link();
     Ok(Some(s))
 }
 
@@ -192,6 +215,7 @@ pub fn evaluate(
     }
     let cfg = Config {
         enabled: opt.enabled.clone(),
+        links: opt.links,
         ..Config::default()
     };
     let nr = opt.resources.len();
@@ -226,13 +250,15 @@ pub fn evaluate(
                         for &r in &opt.resources {
                             let rows: Vec<(i64, f64)> =
                                 t.rows.iter().map(|row| (row.ts, row.get(r))).collect();
-                            let s = run_series(&rows, opt, &cfg, &mut w).map_err(|e| {
-                                TraceError::Row {
+                            let co = companions_of(r);
+                            let companions: Vec<[f64; 3]> =
+                                t.rows.iter().map(|row| co.map(|c| row.get(c))).collect();
+                            let s = run_series(&rows, Some(&companions), opt, &cfg, &mut w)
+                                .map_err(|e| TraceError::Row {
                                     path: files[i].clone(),
                                     line: 0,
                                     message: format!("{r}: {e}"),
-                                }
-                            })?;
+                                })?;
                             per.push(s);
                         }
                         Ok(per)
@@ -266,10 +292,27 @@ pub fn evaluate(
     let nh = opt.horizons.len();
     let mut rows = Vec::new();
     let mut short_series = 0;
+    let mut links = Vec::new();
     for (ri, &r) in opt.resources.iter().enumerate() {
         let series: Vec<&SeriesSums> = per_file.iter().filter_map(|f| f[ri].as_ref()).collect();
         let short = per_file.len() - series.len();
         short_series += short;
+        if opt.links {
+            let co = companions_of(r);
+            let mut row = LinkRow {
+                resource: r,
+                series: series.len(),
+                linked: 0,
+                from: co.iter().map(|&c| (c, 0)).collect(),
+                by_lag: vec![0; 4],
+            };
+            for (c, l) in series.iter().filter_map(|s| s.link) {
+                row.linked += 1;
+                row.from[c as usize].1 += 1;
+                row.by_lag[(l as usize).clamp(1, 4) - 1] += 1;
+            }
+            links.push(row);
+        }
         for c in 0..=m {
             if c < m && !opt.enabled[c] {
                 continue;
@@ -314,6 +357,7 @@ pub fn evaluate(
             update_ns_per_series_step: w.update_ns as f64 / w.updates.max(1) as f64,
             forecast_ns_per_origin: w.forecast_ns as f64 / w.forecasts.max(1) as f64,
         },
+        links,
         bad_files,
         short_series,
     })
@@ -367,6 +411,18 @@ pub fn render(report: &Report, horizons: &[usize]) -> String {
         report.timing.update_ns_per_series_step / 1e3,
         report.timing.forecast_ns_per_origin / 1e3
     );
+    for l in &report.links {
+        let from: Vec<String> = l.from.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "lead-lag links into {}: {} of {} series (from {}; lag 1/2/3/4 steps: {:?})",
+            l.resource,
+            l.linked,
+            l.series,
+            from.join(", "),
+            l.by_lag
+        );
+    }
     s
 }
 

@@ -95,9 +95,30 @@ pub struct History {
     /// Median of the 288 steps before the start of each hour: `daymed[hour % HOURS]`.
     daymed: Vec<f32>,
     cur_hour: i64,
+    /// The same tenant's other resources at each of the last [`CO_RING`] steps (MISSING when
+    /// the series is forecast alone): `co_ring[step % CO_RING][c]`, see [`companions_of`].
+    co_ring: Vec<[f32; 3]>,
+    /// Median of the last 288 values (kept per step: every forecast reads it).
+    med288: f32,
 }
 
 pub const TS_RING: usize = 56;
+/// Steps of companion values kept: the AR model's companion features look up to 4 steps
+/// back from origins up to 12 steps ago.
+pub const CO_RING: usize = 20;
+
+/// A series' companions: the tenant's other three resources, in `Resource::ALL` order.
+pub fn companions_of(r: crate::model::Resource) -> [crate::model::Resource; 3] {
+    let mut out = [r; 3];
+    let mut j = 0;
+    for o in crate::model::Resource::ALL {
+        if o != r {
+            out[j] = o;
+            j += 1;
+        }
+    }
+    out
+}
 pub const MED_RING: usize = 112;
 
 impl Default for History {
@@ -119,6 +140,8 @@ impl History {
             cur_slot: i64::MIN,
             daymed: vec![MISSING; HOURS],
             cur_hour: i64::MIN,
+            co_ring: vec![[MISSING; 3]; CO_RING],
+            med288: MISSING,
         }
     }
 
@@ -127,14 +150,16 @@ impl History {
         std::mem::size_of::<Self>()
             + 4 * (self.ring.len() + self.med12_ring.len() + self.grid.len() + self.daymed.len())
             + 8 * self.ts_ring.len()
+            + 12 * self.co_ring.len()
     }
 
-    /// Add an observation (already validated: finite, non-negative, later than the last).
-    pub fn push(&mut self, ts: i64, v: f32) {
+    /// Add an observation (already validated: finite, non-negative, later than the last),
+    /// with the companions' values at the same step when the tenant's series run together.
+    pub fn push(&mut self, ts: i64, v: f32, co: Option<[f32; 3]>) {
         let hour = ts.div_euclid(3600);
         if self.n > 0 && hour != self.cur_hour {
             // The day's median as it stood when this hour began.
-            let m = self.median_last(DAY as usize);
+            let m = self.med288;
             let gap = (hour - self.cur_hour).min(HOURS as i64);
             for k in 1..gap {
                 let h = hour - gap + k;
@@ -158,10 +183,18 @@ impl History {
         self.pos = i % RING;
         self.ring[self.pos] = v;
         self.ts_ring[i % TS_RING] = ts;
+        self.co_ring[i % CO_RING] = co.unwrap_or([MISSING; 3]);
         self.n += 1;
         self.last_ts = ts;
         let m = self.median_last(12);
         self.med12_ring[i % MED_RING] = m;
+        self.med288 = self.median_last(DAY as usize);
+    }
+
+    /// Median of the last 288 values (fewer if fewer are held).
+    #[inline]
+    pub fn med288(&self) -> f32 {
+        self.med288
     }
 
     /// The value `lag` steps ago (0 = the latest), if held.
@@ -215,6 +248,16 @@ impl History {
         }
         let s: f32 = (0..k).map(|j| self.lag(j).unwrap_or(0.0)).sum();
         s / k as f32
+    }
+
+    /// Companion `c`'s value `lag` steps ago, if it was given.
+    #[inline]
+    pub fn co_lag(&self, c: usize, lag: usize) -> Option<f32> {
+        if lag >= CO_RING || lag as u64 >= self.n {
+            return None;
+        }
+        let v = self.co_ring[back(self.n as usize - 1, lag, CO_RING)][c];
+        present(v).then_some(v)
     }
 
     /// The latest slot (`ts / 300` of the latest observation).
@@ -282,14 +325,14 @@ mod tests {
     #[test]
     fn grid_is_by_time_and_gaps_are_missing() {
         let mut h = History::new();
-        h.push(0, 1.0);
-        h.push(300, 2.0);
-        h.push(1500, 5.0); // slots 2, 3, 4 missing
+        h.push(0, 1.0, None);
+        h.push(300, 2.0, None);
+        h.push(1500, 5.0, None); // slots 2, 3, 4 missing
         assert_eq!(h.at_slot(1), Some(2.0));
         assert_eq!(h.at_slot(3), None);
         assert_eq!(h.at_slot(5), Some(5.0));
         assert_eq!(h.lag(1), Some(2.0), "by step, gaps are ignored");
-        h.push(1600, 6.0); // same slot: the last wins
+        h.push(1600, 6.0, None); // same slot: the last wins
         assert_eq!(h.at_slot(5), Some(6.0));
         assert_eq!(h.lag(1), Some(5.0));
     }

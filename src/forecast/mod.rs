@@ -37,7 +37,7 @@ pub mod stage;
 use crate::model::{PerResource, Resource};
 use conformal::Conformal;
 use ensemble::{Scores, top, weighted_median_of};
-use history::{History, MISSING, present};
+use history::{History, MISSING, companions_of, present};
 use models::{Model, Origin};
 use serde::{Deserialize, Serialize};
 
@@ -90,20 +90,25 @@ macro_rules! models {
                 let mut c = 0;
                 $(
                     let k = <$ty as Model>::NAMES.len();
-                    if on[c..c + k].iter().any(|&b| b) {
-                        self.$field.forecast(o, hs, &mut out[c * n..(c + k) * n]);
+                    let want = on[c..c + k]
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |w, (j, &b)| w | ((b as u64) << j));
+                    if want != 0 {
+                        self.$field.forecast(o, hs, want, &mut out[c * n..(c + k) * n]);
                     }
                     c += k;
                 )*
                 let _ = c;
             }
 
-            /// Forecasts of family `f` alone (`out[j * hs.len() + i]` for its candidate j).
-            fn forecast_family(&self, f: usize, o: &Origin, hs: &[usize], out: &mut [f32]) {
+            /// Forecasts of family `f` alone (`out[j * hs.len() + i]` for its candidate j in
+            /// `want`).
+            fn forecast_family(&self, f: usize, o: &Origin, hs: &[usize], want: u64, out: &mut [f32]) {
                 let mut i = 0;
                 $(
                     if i == f {
-                        self.$field.forecast(o, hs, out);
+                        self.$field.forecast(o, hs, want, out);
                         return;
                     }
                     i += 1;
@@ -187,6 +192,8 @@ pub struct Config {
     pub cap: usize,
     /// Quantile-tracking step of the conformal correction (in mean absolute residuals).
     pub eta: f32,
+    /// Lead-lag links from the tenant's other resources into the AR model.
+    pub links: bool,
 }
 
 impl Default for Config {
@@ -199,6 +206,7 @@ impl Default for Config {
             window: 200,
             cap: 12,
             eta: 0.1,
+            links: true,
         }
     }
 }
@@ -271,6 +279,10 @@ impl SeriesForecaster {
             "Config::enabled has one entry a candidate"
         );
         assert!(m <= 64, "candidate sets fit in a u64");
+        let cfg = Config {
+            cap: cfg.cap.clamp(1, ensemble::MAX_CAP),
+            ..cfg
+        };
         let slots = H.div_ceil(cfg.score_every.max(1));
         let mut f = SeriesForecaster {
             m,
@@ -337,6 +349,18 @@ impl SeriesForecaster {
     /// Add the observation at `ts` (Unix seconds). A non-finite or negative value, or a
     /// timestamp not after the last one, is refused and leaves the state untouched.
     pub fn update(&mut self, ts: i64, value: f64) -> Result<(), ForecastError> {
+        self.update_with(ts, value, None)
+    }
+
+    /// [`update`](Self::update), with the tenant's other resources at the same step
+    /// ([`history::companions_of`] order) for the lead-lag links of the AR model. A
+    /// companion value that is not finite or negative is taken as unknown.
+    pub fn update_with(
+        &mut self,
+        ts: i64,
+        value: f64,
+        companions: Option<[f64; 3]>,
+    ) -> Result<(), ForecastError> {
         if !value.is_finite() {
             return Err(ForecastError::NotFinite(value));
         }
@@ -350,7 +374,16 @@ impl SeriesForecaster {
             });
         }
         let y = value as f32;
-        self.hist.push(ts, y);
+        let co = companions.filter(|_| self.cfg.links).map(|c| {
+            c.map(|v| {
+                if v.is_finite() && v >= 0.0 {
+                    v as f32
+                } else {
+                    MISSING
+                }
+            })
+        });
+        self.hist.push(ts, y, co);
         self.models.update(&self.hist);
         let step = self.hist.n - 1;
         self.score(step, y);
@@ -449,6 +482,12 @@ impl SeriesForecaster {
         }
     }
 
+    /// The AR model's lead-lag link, if one holds: (companion index in
+    /// [`history::companions_of`] order, lag in steps).
+    pub fn link(&self) -> Option<(u8, u8)> {
+        self.models.ar.links.link
+    }
+
     /// Per-candidate weights at every horizon 1..=48: `weights()[k − 1][m]` (they sum to 1).
     pub fn weights(&self) -> Vec<Vec<f32>> {
         let mut by_scored = vec![vec![0.0; self.m]; NS];
@@ -514,17 +553,20 @@ impl SeriesForecaster {
                 let c1 = c0 + names.len();
                 let fam = ((1u64 << names.len()) - 1) << c0;
                 let mut nh = 0;
+                let mut want = 0u64;
                 for k in 1..=H {
-                    if used[scored_index(k)] & fam != 0 {
+                    let u = used[scored_index(k)] & fam;
+                    if u != 0 {
                         hs[nh] = k;
                         nh += 1;
+                        want |= u >> c0;
                     }
                 }
                 let hs = &hs[..nh];
                 if !hs.is_empty() {
                     let tmp = &mut tmp[..names.len() * hs.len()];
                     tmp.fill(f32::NAN);
-                    self.models.forecast_family(fi, &o, hs, tmp);
+                    self.models.forecast_family(fi, &o, hs, want, tmp);
                     for j in 0..names.len() {
                         for (i, &k) in hs.iter().enumerate() {
                             cand[(c0 + j) * H + k - 1] = Self::clean(tmp[j * hs.len() + i]);
@@ -639,7 +681,10 @@ impl TenantForecaster {
             }
         }
         for r in Resource::ALL {
-            self.series.get_mut(r).update(ts, *values.get(r))?;
+            let co = companions_of(r).map(|c| *values.get(c));
+            self.series
+                .get_mut(r)
+                .update_with(ts, *values.get(r), Some(co))?;
         }
         Ok(())
     }

@@ -37,6 +37,22 @@ impl Normal {
         self.count *= keep;
     }
 
+    /// Forget everything learnt about the features in `range` (their rows and columns).
+    pub fn clear_features(&mut self, range: std::ops::Range<usize>) {
+        for i in 0..self.p {
+            for j in 0..=i {
+                if range.contains(&i) || range.contains(&j) {
+                    self.xtx[i * (i + 1) / 2 + j] = 0.0;
+                }
+            }
+        }
+        for t in 0..self.targets {
+            for i in range.clone() {
+                self.xty[t * self.p + i] = 0.0;
+            }
+        }
+    }
+
     pub fn add_x(&mut self, x: &[f64]) {
         for i in 0..self.p {
             let xi = x[i];

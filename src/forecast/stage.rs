@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub const BUCKET_S: i64 = 300;
 
 /// The version of the exported state's encoding (postcard of `TenantForecaster`).
-pub const STATE_FORMAT: i64 = 1;
+pub const STATE_FORMAT: i64 = 2;
 
 struct Bucket {
     start_s: i64,

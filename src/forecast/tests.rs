@@ -336,3 +336,69 @@ fn state_fits_in_64_kib() {
     feed(&mut f, 0, 5000, daily_sine);
     assert!(f.state_bytes() <= 64 * 1024, "{} bytes", f.state_bytes());
 }
+
+/// A tenant whose network follows its cpu two steps later (net = 100 + 50·cpu two steps
+/// before, cpu random): the AR model of net links to cpu at lag 2 and, with the link, knows
+/// the next network value; forecast alone, it cannot.
+#[test]
+fn a_leading_companion_is_linked_and_sharpens_the_ar_model() {
+    let mut noise = Lcg(7);
+    let cpu: Vec<f64> = (0..1400)
+        .map(|_| 1.0 + 2.0 * (noise.next() + 0.5))
+        .collect();
+    let net = |t: usize| 100.0 + 50.0 * cpu[t.saturating_sub(2)];
+    let run = |links: bool| {
+        let cfg = Config {
+            links,
+            ..Config::default()
+        };
+        let mut f = TenantForecaster::new(cfg);
+        let ar = index("ar_ridge");
+        let (mut err, mut n) = (0.0, 0);
+        for t in 0..cpu.len() {
+            let v = PerResource {
+                cpu: cpu[t],
+                mem: 1000.0,
+                disk: 10.0,
+                net: net(t),
+            };
+            f.update(T0 + 300 * t as i64, v).unwrap();
+            if t >= 1200 && t + 1 < cpu.len() {
+                let d = f.series.net.detailed(false);
+                let p = d.candidates[ar * H];
+                assert!(present(p), "ar_ridge forecasts net at h=1");
+                err += (p as f64 - net(t + 1)).abs();
+                n += 1;
+            }
+        }
+        (f.series.net.link(), err / n as f64)
+    };
+    let (link, with) = run(true);
+    let (none, alone) = run(false);
+    // companions_of(Net) = [Cpu, Mem, Disk]: cpu is companion 0.
+    assert_eq!(link, Some((0, 2)), "net links to cpu two steps earlier");
+    assert_eq!(none, None);
+    assert!(
+        with < 0.4 * alone,
+        "with the link the AR model's h=1 MAE ({with:.2}) is far below alone ({alone:.2})"
+    );
+}
+
+/// A companion that is mere noise, unrelated to the series, is not linked.
+#[test]
+fn an_unrelated_companion_is_not_linked() {
+    let mut a = Lcg(1);
+    let mut b = Lcg(2);
+    let mut f = TenantForecaster::new(Config::default());
+    for t in 0..1500 {
+        let v = PerResource {
+            cpu: 2.0 + a.next(),
+            mem: 1000.0 + 100.0 * b.next(),
+            disk: 10.0,
+            net: 5.0,
+        };
+        f.update(T0 + 300 * t as i64, v).unwrap();
+    }
+    assert_eq!(f.series.cpu.link(), None);
+    assert_eq!(f.series.mem.link(), None);
+}

@@ -166,7 +166,7 @@ impl Model for Esn {
             self.fitted = self.normal.solve(RIDGE, &mut self.w) || self.fitted;
         }
     }
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         if !self.fitted {
             return;
         }

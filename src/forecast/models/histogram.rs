@@ -84,7 +84,7 @@ impl Model for Histogram {
         self.weights[b] += self.scale as f32;
         self.total += self.scale;
     }
-    fn forecast(&self, _: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, _: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         let n = hs.len();
         if let (Some(p90), Some(p50)) = (self.percentile(0.9), self.percentile(0.5)) {
             out[..n].fill(p90 as f32);

@@ -61,7 +61,7 @@ impl Model for HoltWinters {
         self.season[j] = (GAMMA * (y - self.level) + (1.0 - GAMMA) * s) as f32;
         self.seen += 1;
     }
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         if self.seen < DAY as u64 {
             return;
         }

@@ -52,7 +52,7 @@ impl<'a> Origin<'a> {
             x: hist.last(),
             slot,
             med12: hist.med12_lag(0).unwrap_or(MISSING),
-            med288: hist.median_last(DAY as usize),
+            med288: hist.med288(),
             lvl12,
             daymed,
         }
@@ -62,7 +62,9 @@ impl<'a> Origin<'a> {
 pub trait Model {
     const NAMES: &'static [&'static str];
     fn update(&mut self, hist: &History);
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]);
+    /// `want`: bit c set for each candidate c (of this family) that is needed; a family may
+    /// skip the others (their slots are then left untouched) or write them all.
+    fn forecast(&self, o: &Origin, hs: &[usize], want: u64, out: &mut [f32]);
 }
 
 /// Median of the present values in `buf[..k]`, or MISSING when there are none.

@@ -18,7 +18,7 @@ impl Model for Moving {
         "tmean12",
     ];
     fn update(&mut self, _: &History) {}
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         let n = hs.len();
         let h = o.hist;
         let mut last = [0f32; 12];

@@ -10,7 +10,7 @@ pub struct Naive;
 impl Model for Naive {
     const NAMES: &'static [&'static str] = &["naive"];
     fn update(&mut self, _: &History) {}
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         out[..hs.len()].fill(o.x);
     }
 }

@@ -15,7 +15,7 @@ impl Model for Phase {
     const NAMES: &'static [&'static str] =
         &["phase3", "phase6", "phasechg3", "phasechg6", "phase_lc6"];
     fn update(&mut self, _: &History) {}
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], want: u64, out: &mut [f32]) {
         let n = hs.len();
         let h = o.hist;
         for (i, &k) in hs.iter().enumerate() {
@@ -40,19 +40,20 @@ impl Model for Phase {
                     }
                 }
             }
-            if nv >= 3 {
+            let on = |c: usize| want & (1 << c) != 0;
+            if nv >= 3 && on(0) {
                 out[i] = median_or_missing(&mut val[..3]);
             }
-            if nv == 6 {
+            if nv == 6 && on(1) {
                 out[n + i] = median_or_missing(&mut val[..6]);
             }
-            if nc >= 3 {
+            if nc >= 3 && on(2) {
                 out[2 * n + i] = o.x + median_or_missing(&mut chg[..3]);
             }
-            if nc == 6 {
+            if nc == 6 && on(3) {
                 out[3 * n + i] = o.x + median_or_missing(&mut chg[..6]);
             }
-            if nl >= 3 {
+            if nl >= 3 && on(4) {
                 out[4 * n + i] = o.med12 + median_or_missing(&mut lc[..nl]);
             }
         }

@@ -18,7 +18,7 @@ impl Model for Seasonal {
         "snaive_week_lc",
     ];
     fn update(&mut self, _: &History) {}
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         let n = hs.len();
         let h = o.hist;
         let lvl_week = h.med12_at_slot(o.slot - WEEK);

@@ -28,7 +28,7 @@ impl Model for Smoothers {
             *e = if h.n == 1 { x } else { a * x + (1.0 - a) * *e };
         }
     }
-    fn forecast(&self, o: &Origin, hs: &[usize], out: &mut [f32]) {
+    fn forecast(&self, o: &Origin, hs: &[usize], _want: u64, out: &mut [f32]) {
         let n = hs.len();
         let vals = [
             self.ewma[0] as f32,
