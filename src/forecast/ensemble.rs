@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The most candidates a weighted median combines (`Config::cap` is clamped to it).
 pub const MAX_CAP: usize = 32;
 
+/// The first scored horizon (index) whose weights pool the neighbouring horizons' scores.
+pub const POOL_FROM: usize = 4;
+
 /// Discounted scores a candidate needs before it is weighed.
 pub const MIN_COUNT: f32 = 20.0;
 
@@ -62,37 +65,85 @@ impl Scores {
     /// Weights of every candidate at scored horizon i (0 for disabled ones and those not yet
     /// scored MIN_COUNT times; equal weights among the enabled ones before any is).
     pub fn weights(&self, i: usize, enabled: &[bool], power: f32, out: &mut [f32]) {
-        let mut min = f32::INFINITY;
-        let mut sum = 0.0;
-        let mut k = 0;
-        for m in 0..self.models {
-            if let (true, Some(s)) = (enabled[m], self.trusted_mae(m, i)) {
-                min = min.min(s);
-                sum += s;
-                k += 1;
-            }
-        }
-        if k == 0 {
+        let mut lr = [0f32; 256];
+        if self.log_ratios(i, enabled, &mut lr).is_none() {
             for m in 0..self.models {
                 out[m] = if enabled[m] { 1.0 } else { 0.0 };
             }
             return;
         }
-        let eps = 1e-6 * sum / k as f32 + 1e-20;
-        for m in 0..self.models {
-            out[m] = match (enabled[m], self.trusted_mae(m, i)) {
-                (true, Some(s)) => {
-                    let r = (min + eps) / (s + eps);
-                    if power == 5.0 {
-                        let r2 = r * r;
-                        r2 * r2 * r
-                    } else {
-                        r.powf(power)
+        // From the fifth scored horizon (6 steps) on, a candidate's standing is the mean of
+        // its log ratios at this horizon and the two next to it: far-ahead scores are few
+        // and noisy, and neighbouring horizons rank the candidates alike.
+        let mut n = [1u8; 256];
+        if i >= POOL_FROM {
+            let mut lj = [0f32; 256];
+            for j in [i - 1, i + 1] {
+                if j < self.horizons && self.log_ratios(j, enabled, &mut lj).is_some() {
+                    for m in 0..self.models {
+                        if lr[m].is_finite() && lj[m].is_finite() {
+                            lr[m] += lj[m];
+                            n[m] += 1;
+                        }
                     }
                 }
-                _ => 0.0,
+            }
+        }
+        for m in 0..self.models {
+            out[m] = if lr[m].is_finite() {
+                let r = (-lr[m] / n[m] as f32).exp();
+                if power == 5.0 {
+                    let r2 = r * r;
+                    r2 * r2 * r
+                } else {
+                    r.powf(power)
+                }
+            } else {
+                0.0
             };
         }
+    }
+
+    /// ln(S_m / min S) at scored horizon i for the trusted enabled candidates (NaN for the
+    /// others); None when none is trusted. A candidate that started late (a weekly lag, a
+    /// model that needs a refit) has fewer scores than the others: the scores it missed
+    /// count as the typical candidate's error (the median MAE), so that a short lucky run
+    /// (a weekly lag on a series that has been zero all week) cannot outweigh candidates
+    /// judged over the whole window.
+    fn log_ratios(&self, i: usize, enabled: &[bool], out: &mut [f32]) -> Option<()> {
+        let mut maes = [0f32; 256];
+        let mut k = 0;
+        let mut cmax = 0f32;
+        for m in 0..self.models {
+            if let (true, Some(s)) = (enabled[m], self.trusted_mae(m, i)) {
+                maes[k] = s;
+                k += 1;
+                cmax = cmax.max(self.count[m * self.horizons + i]);
+            }
+        }
+        if k == 0 {
+            return None;
+        }
+        let pool = super::history::median(&mut maes[..k]);
+        let mut min = f32::INFINITY;
+        let mut sum = 0.0;
+        for m in 0..self.models {
+            out[m] = f32::NAN;
+            if enabled[m] && self.trusted_mae(m, i).is_some() {
+                let j = m * self.horizons + i;
+                let s = (self.abs[j] + (cmax - self.count[j]).max(0.0) * pool) / cmax;
+                out[m] = s;
+                min = min.min(s);
+                sum += s;
+            }
+        }
+        let eps = 1e-6 * sum / k as f32 + 1e-20;
+        for v in out[..self.models].iter_mut() {
+            if v.is_finite() {
+                *v = ((*v + eps) / (min + eps)).ln();
+            }
+        }
+        Some(())
     }
 }
 
@@ -217,5 +268,44 @@ mod tests {
         s.weights(0, &[true, true], 5.0, &mut w);
         assert_eq!(w[0], 1.0);
         assert!((w[1] - 1.0 / 32.0).abs() < 1e-4, "{w:?}");
+    }
+
+    /// A candidate that started late and has been perfect over its few scores (a weekly lag
+    /// on a series that was zero all week) does not take all the weight from candidates
+    /// judged over the whole window: the scores it missed count at the median error.
+    #[test]
+    fn a_late_lucky_candidate_does_not_take_all_the_weight() {
+        let mut s = Scores::new(3, 1);
+        for t in 0..200 {
+            s.add(0, 0, 1.0, 0.99);
+            s.add(1, 0, 1.1, 0.99);
+            if t >= 175 {
+                s.add(2, 0, 0.0, 0.99);
+            }
+        }
+        let mut w = [0.0; 3];
+        s.weights(0, &[true, true, true], 5.0, &mut w);
+        assert!(w[2] > w[0], "still the best: {w:?}");
+        assert!(w[0] > 0.1 * w[2], "but not alone: {w:?}");
+    }
+
+    /// From POOL_FROM on, a horizon's weights also follow the neighbouring horizons' scores.
+    #[test]
+    fn far_horizons_pool_their_neighbours_scores() {
+        let mut s = Scores::new(2, POOL_FROM + 2);
+        for _ in 0..100 {
+            for i in 0..POOL_FROM + 2 {
+                // Candidate 0 is better everywhere except at POOL_FROM, where it is a little
+                // worse; alone that horizon would favour candidate 1.
+                let e0 = if i == POOL_FROM { 1.1 } else { 0.5 };
+                s.add(0, i, e0, 0.99);
+                s.add(1, i, 1.0, 0.99);
+            }
+        }
+        let mut w = [0.0; 2];
+        s.weights(POOL_FROM, &[true, true], 5.0, &mut w);
+        assert!(w[0] > w[1], "pooled: {w:?}");
+        s.weights(0, &[true, true], 5.0, &mut w);
+        assert!(w[0] > w[1]);
     }
 }
