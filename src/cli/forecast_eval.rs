@@ -1,4 +1,4 @@
-use crate::forecast::eval::{self, Options};
+use crate::forecast::eval::{self, LinkMode, Options};
 use crate::forecast::{H, parse_models};
 use crate::model::Resource;
 use crate::trace;
@@ -38,10 +38,11 @@ pub struct ForecastEvalArgs {
     /// Files evaluated in parallel.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: usize,
-    /// Forecast each resource alone: no lead-lag links from the VM's other resources into
-    /// the AR model (to measure what the links bring).
-    #[arg(long)]
-    pub no_links: bool,
+    /// Companions offered to the AR model's lead-lag links: `none` (each series alone), `own`
+    /// (the VM's other resources) or `tenants` (also a leader from another VM, searched daily
+    /// over all files aligned by timestamp; reads every file first).
+    #[arg(long, value_enum, default_value = "own", value_name = "MODE")]
+    pub links: LinkMode,
 }
 
 fn list<T>(s: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -70,7 +71,7 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         enabled: parse_models(&a.models).map_err(|e| format!("--models: {e}"))?,
         skip_bad: a.skip_bad,
         jobs: a.jobs.max(1),
-        links: !a.no_links,
+        links: a.links,
     };
     let mut files = trace::list_dir(&a.trace)?;
     if let Some(n) = a.limit {

@@ -16,7 +16,11 @@
 //! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
 //! is scored as naive there.
 
-use super::history::{companions_of, present};
+use super::history::{COMPANIONS, STEP_S, companions_of, present};
+use super::leadlag::{Leader, WINDOW, find_leaders};
+
+/// Slots a day.
+const DAY_SLOTS: usize = 288;
 use super::{Config, H, SeriesForecaster, candidate_names};
 use crate::model::Resource;
 use crate::trace::{self, TraceError};
@@ -36,8 +40,21 @@ pub struct Options {
     pub enabled: Vec<bool>,
     pub skip_bad: bool,
     pub jobs: usize,
-    /// Feed each series the file's other resources (lead-lag links into the AR model).
-    pub links: bool,
+    /// Which lead-lag links the AR model may use.
+    pub links: LinkMode,
+}
+
+/// The companions each series is given (the AR model keeps a link to one of them only if
+/// its lagged correlation holds up, see [`super::models::ar`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkMode {
+    /// None: every series alone.
+    None,
+    /// The VM's other resources.
+    Own,
+    /// Also a leader from another VM ([`super::leadlag`]), searched once a day over all files
+    /// aligned by timestamp, on the two days before.
+    Tenants,
 }
 
 impl Default for Options {
@@ -50,7 +67,7 @@ impl Default for Options {
             enabled: vec![true; candidate_names().len()],
             skip_bad: false,
             jobs: 1,
-            links: true,
+            links: LinkMode::Own,
         }
     }
 }
@@ -80,8 +97,12 @@ pub struct LinkRow {
     pub resource: Resource,
     pub series: usize,
     pub linked: usize,
-    /// Linked series per companion resource.
+    /// Linked series per companion resource of the same VM.
     pub from: Vec<(Resource, usize)>,
+    /// Linked series whose link is to their leader (another VM).
+    pub from_leader: usize,
+    /// Series that had a leader on the last day (`--links tenants`).
+    pub with_leader: usize,
     /// Linked series per lag (1..=4 steps).
     pub by_lag: Vec<usize>,
 }
@@ -129,10 +150,113 @@ struct Work {
     forecasts: u64,
 }
 
+/// A series' companion values by row, and the rows where its leader changes.
+struct Companions {
+    values: Vec<[f64; COMPANIONS]>,
+    new_leader: Vec<bool>,
+}
+
+/// Tenants mode: every file's values by slot (`ts / 300`), and each series' leader per day.
+struct LeaderPlan {
+    first_slot: i64,
+    /// `[file][resource index][slot − first_slot]`, NaN where absent.
+    grid: Vec<Vec<Vec<f32>>>,
+    /// `[resource index][day][file]`; day d covers slots from `first_slot + d × 288`.
+    leaders: Vec<Vec<Vec<Option<Leader>>>>,
+}
+
+impl LeaderPlan {
+    /// Read every file and search the leaders day by day, each on the two days before it.
+    fn build(files: &[PathBuf], opt: &Options) -> Result<Self, TraceError> {
+        let mut traces = Vec::with_capacity(files.len());
+        for f in files {
+            match trace::read_file(f) {
+                Ok(t) => traces.push(Some(t)),
+                Err(_) if opt.skip_bad => traces.push(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let slot = |ts: i64| ts.div_euclid(STEP_S);
+        let rows = traces.iter().flatten().flat_map(|t| &t.rows);
+        let (lo, hi) = rows.fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+            (lo.min(slot(r.ts)), hi.max(slot(r.ts)))
+        });
+        let slots = if hi >= lo { (hi - lo + 1) as usize } else { 0 };
+        let nr = opt.resources.len();
+        let grid: Vec<Vec<Vec<f32>>> = traces
+            .iter()
+            .map(|t| {
+                let mut g = vec![vec![f32::NAN; slots]; nr];
+                for row in t.iter().flat_map(|t| &t.rows) {
+                    for (ri, &r) in opt.resources.iter().enumerate() {
+                        g[ri][(slot(row.ts) - lo) as usize] = row.get(r) as f32;
+                    }
+                }
+                g
+            })
+            .collect();
+        drop(traces);
+        let days = slots.div_ceil(DAY_SLOTS);
+        let tenant: Vec<usize> = (0..files.len()).collect();
+        let jobs: Vec<(usize, usize)> = (0..nr)
+            .flat_map(|ri| (WINDOW / DAY_SLOTS..days).map(move |d| (ri, d)))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let leaders = Mutex::new(vec![vec![vec![None; files.len()]; days]; nr]);
+        std::thread::scope(|scope| {
+            for _ in 0..opt.jobs.max(1) {
+                scope.spawn(|| {
+                    loop {
+                        let j = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(ri, d)) = jobs.get(j) else { break };
+                        let end = d * DAY_SLOTS;
+                        let window: Vec<Vec<f32>> = grid
+                            .iter()
+                            .map(|g| g[ri][end - WINDOW..end].to_vec())
+                            .collect();
+                        let first = lo + (end - WINDOW) as i64;
+                        let l = find_leaders(&window, &tenant, first);
+                        leaders.lock().unwrap()[ri][d] = l;
+                    }
+                });
+            }
+        });
+        Ok(LeaderPlan {
+            first_slot: lo,
+            grid,
+            leaders: leaders.into_inner().unwrap(),
+        })
+    }
+
+    /// File `fi`'s resource `ri` at the rows' timestamps: its leader's value (NaN without
+    /// one) and whether the leader changed at that row.
+    fn leader_values(&self, fi: usize, ri: usize, ts: &[i64]) -> (Vec<f64>, Vec<bool>) {
+        let mut prev = None;
+        let mut vals = Vec::with_capacity(ts.len());
+        let mut changed = Vec::with_capacity(ts.len());
+        for &t in ts {
+            let s = (t.div_euclid(STEP_S) - self.first_slot).max(0) as usize;
+            let l = self.leaders[ri].get(s / DAY_SLOTS).and_then(|d| d[fi]);
+            let idx = l.map(|l| l.index);
+            changed.push(idx != prev && prev.is_some());
+            prev = idx;
+            vals.push(l.map_or(f64::NAN, |l| self.grid[l.index][ri][s] as f64));
+        }
+        (vals, changed)
+    }
+
+    /// Series with a leader on the last day, per resource index.
+    fn led(&self, ri: usize) -> usize {
+        self.leaders[ri]
+            .last()
+            .map_or(0, |d| d.iter().flatten().count())
+    }
+}
+
 /// Run one resource of one trace through a forecaster; None if too short.
 fn run_series(
     rows: &[(i64, f64)],
-    companions: Option<&[[f64; 3]]>,
+    companions: Option<&Companions>,
     opt: &Options,
     cfg: &Config,
     work: &mut Work,
@@ -156,7 +280,10 @@ fn run_series(
     let mut f = SeriesForecaster::new(cfg.clone());
     for (t, &(ts, v)) in rows.iter().enumerate() {
         let t0 = Instant::now();
-        f.update_with(ts, v, companions.map(|c| c[t]))?;
+        if companions.is_some_and(|c| c.new_leader[t]) {
+            f.leader_changed();
+        }
+        f.update_with(ts, v, companions.map(|c| c.values[t]))?;
         work.update_ns += t0.elapsed().as_nanos();
         work.updates += 1;
         if t < opt.warmup || !(t - opt.warmup).is_multiple_of(opt.origin_every) || t + H >= n {
@@ -215,10 +342,14 @@ pub fn evaluate(
     }
     let cfg = Config {
         enabled: opt.enabled.clone(),
-        links: opt.links,
+        links: opt.links != LinkMode::None,
         ..Config::default()
     };
     let nr = opt.resources.len();
+    let plan = match opt.links {
+        LinkMode::Tenants => Some(LeaderPlan::build(files, opt)?),
+        _ => None,
+    };
     // Per file: per resource, the sums (None: too short).
     type FileOut = Result<Vec<Option<SeriesSums>>, TraceError>;
     let results: Mutex<Vec<Option<FileOut>>> = Mutex::new((0..files.len()).map(|_| None).collect());
@@ -247,17 +378,34 @@ pub fn evaluate(
                     }
                     let out: FileOut = trace::read_file(&files[i]).and_then(|t| {
                         let mut per = Vec::with_capacity(nr);
-                        for &r in &opt.resources {
+                        for (ri, &r) in opt.resources.iter().enumerate() {
                             let rows: Vec<(i64, f64)> =
                                 t.rows.iter().map(|row| (row.ts, row.get(r))).collect();
                             let co = companions_of(r);
-                            let companions: Vec<[f64; 3]> =
-                                t.rows.iter().map(|row| co.map(|c| row.get(c))).collect();
-                            let s = run_series(&rows, Some(&companions), opt, &cfg, &mut w)
-                                .map_err(|e| TraceError::Row {
-                                    path: files[i].clone(),
-                                    line: 0,
-                                    message: format!("{r}: {e}"),
+                            let ts: Vec<i64> = t.rows.iter().map(|row| row.ts).collect();
+                            let (lead, new_leader) = match &plan {
+                                Some(p) => p.leader_values(i, ri, &ts),
+                                None => (vec![f64::NAN; ts.len()], vec![false; ts.len()]),
+                            };
+                            let companions = Companions {
+                                values: t
+                                    .rows
+                                    .iter()
+                                    .zip(&lead)
+                                    .map(|(row, &l)| {
+                                        [row.get(co[0]), row.get(co[1]), row.get(co[2]), l]
+                                    })
+                                    .collect(),
+                                new_leader,
+                            };
+                            let companions = (opt.links != LinkMode::None).then_some(&companions);
+                            let s =
+                                run_series(&rows, companions, opt, &cfg, &mut w).map_err(|e| {
+                                    TraceError::Row {
+                                        path: files[i].clone(),
+                                        line: 0,
+                                        message: format!("{r}: {e}"),
+                                    }
                                 })?;
                             per.push(s);
                         }
@@ -297,18 +445,23 @@ pub fn evaluate(
         let series: Vec<&SeriesSums> = per_file.iter().filter_map(|f| f[ri].as_ref()).collect();
         let short = per_file.len() - series.len();
         short_series += short;
-        if opt.links {
+        if opt.links != LinkMode::None {
             let co = companions_of(r);
             let mut row = LinkRow {
                 resource: r,
                 series: series.len(),
                 linked: 0,
                 from: co.iter().map(|&c| (c, 0)).collect(),
+                from_leader: 0,
+                with_leader: plan.as_ref().map_or(0, |p| p.led(ri)),
                 by_lag: vec![0; 4],
             };
             for (c, l) in series.iter().filter_map(|s| s.link) {
                 row.linked += 1;
-                row.from[c as usize].1 += 1;
+                match row.from.get_mut(c as usize) {
+                    Some(f) => f.1 += 1,
+                    None => row.from_leader += 1,
+                }
                 row.by_lag[(l as usize).clamp(1, 4) - 1] += 1;
             }
             links.push(row);
@@ -415,12 +568,14 @@ pub fn render(report: &Report, horizons: &[usize]) -> String {
         let from: Vec<String> = l.from.iter().map(|(c, n)| format!("{c} {n}")).collect();
         let _ = writeln!(
             s,
-            "lead-lag links into {}: {} of {} series (from {}; lag 1/2/3/4 steps: {:?})",
+            "lead-lag links into {}: {} of {} series (from {}, another VM {}; lag 1/2/3/4 steps: {:?}; {} with a leader on the last day)",
             l.resource,
             l.linked,
             l.series,
             from.join(", "),
-            l.by_lag
+            l.from_leader,
+            l.by_lag,
+            l.with_leader
         );
     }
     s

@@ -95,9 +95,10 @@ pub struct History {
     /// Median of the 288 steps before the start of each hour: `daymed[hour % HOURS]`.
     daymed: Vec<f32>,
     cur_hour: i64,
-    /// The same tenant's other resources at each of the last [`CO_RING`] steps (MISSING when
-    /// the series is forecast alone): `co_ring[step % CO_RING][c]`, see [`companions_of`].
-    co_ring: Vec<[f32; 3]>,
+    /// The companions at each of the last [`CO_RING`] steps (MISSING when not given):
+    /// `co_ring[step % CO_RING][c]`, the same tenant's other resources ([`companions_of`])
+    /// then the leader, another tenant's series ([`LEADER`]).
+    co_ring: Vec<[f32; COMPANIONS]>,
     /// Median of the last 288 values (kept per step: every forecast reads it).
     med288: f32,
 }
@@ -107,7 +108,14 @@ pub const TS_RING: usize = 56;
 /// back from origins up to 12 steps ago.
 pub const CO_RING: usize = 20;
 
-/// A series' companions: the tenant's other three resources, in `Resource::ALL` order.
+/// Companion values a series may be given at each step.
+pub const COMPANIONS: usize = 4;
+/// The companion slot of the leader: another tenant's series of the same resource, chosen
+/// by the host-wide lead-lag search ([`crate::forecast::leadlag`]).
+pub const LEADER: usize = 3;
+
+/// A series' companions from its own tenant: the other three resources, in `Resource::ALL`
+/// order (companion slots 0, 1, 2).
 pub fn companions_of(r: crate::model::Resource) -> [crate::model::Resource; 3] {
     let mut out = [r; 3];
     let mut j = 0;
@@ -140,7 +148,7 @@ impl History {
             cur_slot: i64::MIN,
             daymed: vec![MISSING; HOURS],
             cur_hour: i64::MIN,
-            co_ring: vec![[MISSING; 3]; CO_RING],
+            co_ring: vec![[MISSING; COMPANIONS]; CO_RING],
             med288: MISSING,
         }
     }
@@ -150,12 +158,12 @@ impl History {
         std::mem::size_of::<Self>()
             + 4 * (self.ring.len() + self.med12_ring.len() + self.grid.len() + self.daymed.len())
             + 8 * self.ts_ring.len()
-            + 12 * self.co_ring.len()
+            + 4 * COMPANIONS * self.co_ring.len()
     }
 
     /// Add an observation (already validated: finite, non-negative, later than the last),
     /// with the companions' values at the same step when the tenant's series run together.
-    pub fn push(&mut self, ts: i64, v: f32, co: Option<[f32; 3]>) {
+    pub fn push(&mut self, ts: i64, v: f32, co: Option<[f32; COMPANIONS]>) {
         let hour = ts.div_euclid(3600);
         if self.n > 0 && hour != self.cur_hour {
             // The day's median as it stood when this hour began.
@@ -183,7 +191,7 @@ impl History {
         self.pos = i % RING;
         self.ring[self.pos] = v;
         self.ts_ring[i % TS_RING] = ts;
-        self.co_ring[i % CO_RING] = co.unwrap_or([MISSING; 3]);
+        self.co_ring[i % CO_RING] = co.unwrap_or([MISSING; COMPANIONS]);
         self.n += 1;
         self.last_ts = ts;
         let m = self.median_last(12);

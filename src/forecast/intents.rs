@@ -83,6 +83,8 @@ pub enum IntentError {
     Duplicate { id: u64 },
     #[error("intent {id}: the tenant already has {MAX_PENDING} pending intents")]
     TooMany { id: u64 },
+    #[error("intent {id}: no tenant with uuid {uuid} is being forecast")]
+    UnknownTenant { id: u64, uuid: String },
 }
 
 impl Intent {

@@ -29,6 +29,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod history;
 pub mod intents;
+pub mod leadlag;
 pub mod models;
 pub mod plot;
 pub mod ridge;
@@ -352,14 +353,15 @@ impl SeriesForecaster {
         self.update_with(ts, value, None)
     }
 
-    /// [`update`](Self::update), with the tenant's other resources at the same step
-    /// ([`history::companions_of`] order) for the lead-lag links of the AR model. A
-    /// companion value that is not finite or negative is taken as unknown.
+    /// [`update`](Self::update), with the companions' values at the same step (the tenant's
+    /// other resources in [`history::companions_of`] order, then the leader) for the lead-lag
+    /// links of the AR model. A companion value that is NaN, infinite or negative is taken
+    /// as unknown.
     pub fn update_with(
         &mut self,
         ts: i64,
         value: f64,
-        companions: Option<[f64; 3]>,
+        companions: Option<[f64; history::COMPANIONS]>,
     ) -> Result<(), ForecastError> {
         if !value.is_finite() {
             return Err(ForecastError::NotFinite(value));
@@ -482,8 +484,14 @@ impl SeriesForecaster {
         }
     }
 
-    /// The AR model's lead-lag link, if one holds: (companion index in
-    /// [`history::companions_of`] order, lag in steps).
+    /// The leader companion ([`history::LEADER`]) will carry another series from the next
+    /// update on: what the AR model learnt about the old one is dropped.
+    pub fn leader_changed(&mut self) {
+        self.models.ar.reset_companion(history::LEADER);
+    }
+
+    /// The AR model's lead-lag link, if one holds: (companion slot: 0–2 in
+    /// [`history::companions_of`] order, [`history::LEADER`] for the leader; lag in steps).
     pub fn link(&self) -> Option<(u8, u8)> {
         self.models.ar.links.link
     }
@@ -658,6 +666,17 @@ impl TenantForecaster {
 
     /// Add one observation of every resource; all four are validated before any is applied.
     pub fn update(&mut self, ts: i64, values: PerResource<f64>) -> Result<(), ForecastError> {
+        self.update_with_leaders(ts, values, None)
+    }
+
+    /// [`update`](Self::update), with each series' leader's value at this step (another
+    /// tenant's series, see [`leadlag`]), when it has one.
+    pub fn update_with_leaders(
+        &mut self,
+        ts: i64,
+        values: PerResource<f64>,
+        leaders: Option<&PerResource<Option<f64>>>,
+    ) -> Result<(), ForecastError> {
         for r in Resource::ALL {
             let v = *values.get(r);
             let s = self.series.get(r);
@@ -681,12 +700,19 @@ impl TenantForecaster {
             }
         }
         for r in Resource::ALL {
-            let co = companions_of(r).map(|c| *values.get(c));
+            let own = companions_of(r).map(|c| *values.get(c));
+            let leader = leaders.and_then(|l| *l.get(r)).unwrap_or(f64::NAN);
+            let co = [own[0], own[1], own[2], leader];
             self.series
                 .get_mut(r)
                 .update_with(ts, *values.get(r), Some(co))?;
         }
         Ok(())
+    }
+
+    /// The timestamp of the last observation, if any.
+    pub fn last_ts(&self) -> Option<i64> {
+        (!self.series.cpu.is_empty()).then_some(self.series.cpu.hist.last_ts)
     }
 
     pub fn forecast(&self) -> PerResource<Forecast> {

@@ -1,20 +1,39 @@
 //! The forecast stage of the control loop. Each tenant's observed usage is averaged over
 //! 5-minute buckets (the step the forecasters are built for, whatever the control interval)
 //! and each completed bucket updates the tenant's [`TenantForecaster`]; the latest forecast
-//! is kept for the stages after it. State is exported compactly (postcard) for the profile
-//! database, and restored at start, so that a restarted daemon forecasts at once.
+//! is kept for the stages after it, with the tenant's declared intents blended in
+//! ([`super::intents`]). State (forecasters and intent books) is exported compactly (postcard)
+//! for the profile database, and restored at start, so that a restarted daemon forecasts at
+//! once and keeps its intents and their trust.
 
+use super::intents::{Intent, IntentBook, IntentError};
 use super::{Config, Forecast, TenantForecaster};
 use crate::collect::Observation;
 use crate::model::{PerResource, Resource};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Seconds per forecasting step.
 pub const BUCKET_S: i64 = 300;
 
-/// The version of the exported state's encoding (postcard of `TenantForecaster`).
+/// The version of the exported state's encoding (postcard of [`Saved`]): 2 since the lead-lag
+/// links and intents.
 pub const STATE_FORMAT: i64 = 2;
+
+/// What is saved of a tenant.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    forecaster: TenantForecaster,
+    intents: IntentBook,
+}
+
+/// The same, borrowed, to encode without copying.
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    forecaster: &'a TenantForecaster,
+    intents: &'a IntentBook,
+}
 
 struct Bucket {
     start_s: i64,
@@ -24,7 +43,11 @@ struct Bucket {
 
 struct Entry {
     forecaster: TenantForecaster,
+    intents: IntentBook,
     bucket: Option<Bucket>,
+    /// The start of the last bucket fed: the origin of `latest`.
+    origin_s: Option<i64>,
+    /// The latest forecast, intents blended in.
     latest: Option<PerResource<Forecast>>,
     /// Updated since it was last exported.
     dirty: bool,
@@ -64,12 +87,7 @@ impl ForecastStage {
             let e = self
                 .tenants
                 .entry(Arc::clone(&t.id.uuid))
-                .or_insert_with(|| Entry {
-                    forecaster: TenantForecaster::new(cfg.clone()),
-                    bucket: None,
-                    latest: None,
-                    dirty: false,
-                });
+                .or_insert_with(|| Entry::new(TenantForecaster::new(cfg.clone())));
             match &mut e.bucket {
                 Some(b) if b.start_s == start_s => {
                     for (s, v) in b.sum.iter_mut().zip([cpu, mem, disk, net]) {
@@ -98,9 +116,42 @@ impl ForecastStage {
         }
     }
 
-    /// The latest forecast of a tenant, once one bucket has completed.
+    /// The latest forecast of a tenant (intents blended in), once one bucket has completed.
     pub fn forecast(&self, uuid: &str) -> Option<&PerResource<Forecast>> {
         self.tenants.get(uuid).and_then(|e| e.latest.as_ref())
+    }
+
+    /// Declare an intent for a tenant being forecast (the latest forecast takes it in at
+    /// once). `now_s`: the current Unix time.
+    pub fn declare(&mut self, uuid: &str, intent: Intent, now_s: i64) -> Result<(), IntentError> {
+        let Some(e) = self.tenants.get_mut(uuid) else {
+            return Err(IntentError::UnknownTenant {
+                id: intent.id,
+                uuid: uuid.to_string(),
+            });
+        };
+        e.intents.declare(intent, now_s)?;
+        e.dirty = true;
+        e.refresh();
+        Ok(())
+    }
+
+    /// Cancel a pending intent; false if the tenant or the intent is unknown.
+    pub fn cancel(&mut self, uuid: &str, id: u64) -> bool {
+        let Some(e) = self.tenants.get_mut(uuid) else {
+            return false;
+        };
+        let found = e.intents.cancel(id);
+        if found {
+            e.dirty = true;
+            e.refresh();
+        }
+        found
+    }
+
+    /// A tenant's intents and the trust they have earned.
+    pub fn intents(&self, uuid: &str) -> Option<&IntentBook> {
+        self.tenants.get(uuid).map(|e| &e.intents)
     }
 
     /// Encode the forecasters updated since the last export (all of them with `all`).
@@ -110,7 +161,11 @@ impl ForecastStage {
             if !(all || e.dirty) {
                 continue;
             }
-            match postcard::to_allocvec(&e.forecaster) {
+            let saved = SavedRef {
+                forecaster: &e.forecaster,
+                intents: &e.intents,
+            };
+            match postcard::to_allocvec(&saved) {
                 Ok(bytes) => {
                     out.push((Arc::clone(uuid), bytes));
                     e.dirty = false;
@@ -130,18 +185,13 @@ impl ForecastStage {
                 tracing::warn!(%uuid, format, "forecaster state in an unknown format; relearning");
                 continue;
             }
-            match postcard::from_bytes::<TenantForecaster>(&bytes) {
-                Ok(forecaster) => {
-                    let latest = (!forecaster.series.cpu.is_empty()).then(|| forecaster.forecast());
-                    self.tenants.insert(
-                        uuid.into(),
-                        Entry {
-                            forecaster,
-                            bucket: None,
-                            latest,
-                            dirty: false,
-                        },
-                    );
+            match postcard::from_bytes::<Saved>(&bytes) {
+                Ok(saved) => {
+                    let mut e = Entry::new(saved.forecaster);
+                    e.intents = saved.intents;
+                    e.origin_s = e.forecaster.last_ts();
+                    e.refresh();
+                    self.tenants.insert(uuid.into(), e);
                     restored += 1;
                 }
                 Err(e) => {
@@ -150,6 +200,28 @@ impl ForecastStage {
             }
         }
         restored
+    }
+}
+
+impl Entry {
+    fn new(forecaster: TenantForecaster) -> Self {
+        Entry {
+            forecaster,
+            intents: IntentBook::new(),
+            bucket: None,
+            origin_s: None,
+            latest: None,
+            dirty: false,
+        }
+    }
+
+    /// Recompute the latest forecast from the forecaster and the intents.
+    fn refresh(&mut self) {
+        self.latest = self.origin_s.map(|o| {
+            let mut f = self.forecaster.forecast();
+            self.intents.blend(o, &mut f);
+            f
+        });
     }
 }
 
@@ -162,7 +234,9 @@ fn close(e: &mut Entry, b: Bucket, name: &str) -> bool {
     }
     match e.forecaster.update(b.start_s, means) {
         Ok(()) => {
-            e.latest = Some(e.forecaster.forecast());
+            e.intents.observe(b.start_s, means);
+            e.origin_s = Some(b.start_s);
+            e.refresh();
             e.dirty = true;
             false
         }
@@ -281,5 +355,51 @@ mod tests {
         feed(&mut s, 1_700_000_100 - 3600, 1);
         assert_eq!(s.rejected, 11);
         assert_eq!(s.tenants["u1"].forecaster.series.cpu.len(), len + 1);
+    }
+
+    /// An intent declared for a tenant raises its latest forecast inside the window at once,
+    /// survives an export and restore, and an intent for an unknown tenant is refused.
+    #[test]
+    fn intents_blend_into_the_forecast_and_are_saved() {
+        let mut s = ForecastStage::new(Config::default());
+        let start = 1_700_000_100;
+        feed(&mut s, start, 10);
+        let before = s.forecast("u1").unwrap().clone();
+        let now = start + 10 * 3600;
+        let origin = now - 2 * BUCKET_S; // the last completed bucket
+        let intent = Intent {
+            id: 7,
+            resource: Resource::Cpu,
+            start_s: origin + 6 * BUCKET_S,
+            duration_s: 3 * BUCKET_S,
+            amount: 8.0,
+        };
+        assert!(matches!(
+            s.declare("nobody", intent.clone(), now),
+            Err(IntentError::UnknownTenant { .. })
+        ));
+        s.declare("u1", intent, now).unwrap();
+        let after = s.forecast("u1").unwrap().clone();
+        for k in 1..=48usize {
+            let (b, a) = (before.cpu.point[k - 1], after.cpu.point[k - 1]);
+            if (6..9).contains(&k) {
+                assert!(a > b + 1.0, "h={k}: {b} → {a} inside the window");
+            } else {
+                assert_eq!(a, b, "h={k}: untouched outside the window");
+            }
+        }
+        assert_eq!(after.mem, before.mem, "other resources untouched");
+        // Saved and restored with the forecaster.
+        let saved = s
+            .export(true)
+            .into_iter()
+            .map(|(u, b)| (u.to_string(), STATE_FORMAT, b))
+            .collect();
+        let mut r = ForecastStage::new(Config::default());
+        assert_eq!(r.restore(saved), 1);
+        assert_eq!(r.intents("u1").unwrap().pending().len(), 1);
+        assert_eq!(r.forecast("u1").unwrap(), &after);
+        assert!(r.cancel("u1", 7));
+        assert_eq!(r.forecast("u1").unwrap(), &before);
     }
 }

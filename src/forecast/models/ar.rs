@@ -16,7 +16,7 @@
 //! says nothing 2 hours out). No link, no features: the fit is the plain AR.
 
 use super::{Model, Origin};
-use crate::forecast::history::{DAY, History, STEP_S, WEEK};
+use crate::forecast::history::{COMPANIONS, DAY, History, STEP_S, WEEK};
 use crate::forecast::ridge::Normal;
 use serde::{Deserialize, Serialize};
 
@@ -67,17 +67,34 @@ fn p_of(anchor: usize) -> usize {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Links {
     /// `[half][c * LAGS + l − 1]`: discounted Σ Δy·Δc(l steps earlier) and Σ Δc².
-    sxy: [[f32; 3 * LAGS]; 2],
-    scc: [[f32; 3 * LAGS]; 2],
+    sxy: [[f32; COMPANIONS * LAGS]; 2],
+    scc: [[f32; COMPANIONS * LAGS]; 2],
     /// Discounted Σ Δy² per half.
     syy: [f32; 2],
     /// Slow levels of the companions, to make their features unit-free.
-    co_scale: [f32; 3],
+    co_scale: [f32; COMPANIONS],
     /// The link in use: (companion, lag in steps).
     pub link: Option<(u8, u8)>,
 }
 
 impl Links {
+    /// Forget companion c (its series changed: a new leader); a link to it is dropped.
+    /// True when the link in use was.
+    pub fn reset(&mut self, c: usize) -> bool {
+        for half in 0..2 {
+            for l in 0..LAGS {
+                self.sxy[half][c * LAGS + l] = 0.0;
+                self.scc[half][c * LAGS + l] = 0.0;
+            }
+        }
+        self.co_scale[c] = 0.0;
+        if self.link.is_some_and(|(lc, _)| lc as usize == c) {
+            self.link = None;
+            return true;
+        }
+        false
+    }
+
     /// Correlation of companion c at lag l (1-based) on a half, if it has any data.
     fn corr(&self, half: usize, c: usize, l: usize) -> f32 {
         let j = c * LAGS + l - 1;
@@ -88,7 +105,7 @@ impl Links {
     /// The strongest link that holds on both halves: (companion, lag, weaker |r|).
     pub fn best(&self) -> Option<(u8, u8, f32)> {
         let mut best = None;
-        for c in 0..3 {
+        for c in 0..COMPANIONS {
             for l in 1..=LAGS {
                 let (a, b) = (self.corr(0, c, l), self.corr(1, c, l));
                 let r = a.abs().min(b.abs());
@@ -111,7 +128,7 @@ impl Links {
         }
         self.syy.iter_mut().for_each(|v| *v *= keep);
         let mut any = false;
-        for c in 0..3 {
+        for c in 0..COMPANIONS {
             if let Some(v) = h.co_lag(c, 0) {
                 let s = &mut self.co_scale[c];
                 *s = if *s == 0.0 { v } else { 0.99 * *s + 0.01 * v };
@@ -167,6 +184,15 @@ fn anchor_of(k: usize) -> usize {
 }
 
 impl Ar {
+    /// Companion c now carries another series: forget what was learnt about it.
+    pub fn reset_companion(&mut self, c: usize) {
+        if self.links.reset(c) {
+            for nrm in &mut self.normals[..LINKED_ANCHORS] {
+                nrm.clear_features(P0..P);
+            }
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.normals.iter().map(Normal::bytes).sum::<usize>()
