@@ -113,18 +113,26 @@ impl Scores {
     fn log_ratios(&self, i: usize, enabled: &[bool], out: &mut [f32]) -> Option<()> {
         let mut maes = [0f32; 256];
         let mut k = 0;
-        let mut cmax = 0f32;
+        let (mut cmin, mut cmax) = (f32::INFINITY, 0f32);
         for m in 0..self.models {
             if let (true, Some(s)) = (enabled[m], self.trusted_mae(m, i)) {
                 maes[k] = s;
                 k += 1;
-                cmax = cmax.max(self.count[m * self.horizons + i]);
+                let c = self.count[m * self.horizons + i];
+                cmin = cmin.min(c);
+                cmax = cmax.max(c);
             }
         }
         if k == 0 {
             return None;
         }
-        let pool = super::history::median(&mut maes[..k]);
+        // The median only matters when some candidate has missed scores (usually none has:
+        // the counts saturate alike).
+        let pool = if cmin < cmax {
+            super::history::median(&mut maes[..k])
+        } else {
+            0.0
+        };
         let mut min = f32::INFINITY;
         let mut sum = 0.0;
         for m in 0..self.models {
