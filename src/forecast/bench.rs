@@ -13,16 +13,7 @@ use std::time::Instant;
 
 /// This thread's CPU time in nanoseconds.
 pub fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    cpu_time::ThreadTime::try_now().map_or(0, |t| t.as_duration().as_nanos())
 }
 
 #[derive(Debug, Clone, Serialize)]
