@@ -229,7 +229,7 @@ impl LeaderPlan {
     }
 
     /// File `fi`'s resource `ri` at the rows' timestamps: its leader's value (NaN without
-    /// one) and whether the leader changed at that row.
+    /// one) and whether the leader at that row differs from the last one it had.
     fn leader_values(&self, fi: usize, ri: usize, ts: &[i64]) -> (Vec<f64>, Vec<bool>) {
         let mut prev = None;
         let mut vals = Vec::with_capacity(ts.len());
@@ -237,9 +237,10 @@ impl LeaderPlan {
         for &t in ts {
             let s = (t.div_euclid(STEP_S) - self.first_slot).max(0) as usize;
             let l = self.leaders[ri].get(s / DAY_SLOTS).and_then(|d| d[fi]);
+            // A new leader, unlike the last one (even with days without one between).
             let idx = l.map(|l| l.index);
-            changed.push(idx != prev && prev.is_some());
-            prev = idx;
+            changed.push(idx.is_some() && prev.is_some() && idx != prev);
+            prev = idx.or(prev);
             vals.push(l.map_or(f64::NAN, |l| self.grid[l.index][ri][s] as f64));
         }
         (vals, changed)
