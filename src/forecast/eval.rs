@@ -16,7 +16,7 @@
 //! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
 //! is scored as naive there.
 
-use super::history::{COMPANIONS, STEP_S, companions_of, present};
+use super::history::{COMPANIONS, STEP_S, companion_values, companions_of, present};
 use super::leadlag::{Leader, WINDOW, find_leaders};
 
 /// Slots a day.
@@ -382,7 +382,6 @@ pub fn evaluate(
                         for (ri, &r) in opt.resources.iter().enumerate() {
                             let rows: Vec<(i64, f64)> =
                                 t.rows.iter().map(|row| (row.ts, row.get(r))).collect();
-                            let co = companions_of(r);
                             let ts: Vec<i64> = t.rows.iter().map(|row| row.ts).collect();
                             let (lead, new_leader) = match &plan {
                                 Some(p) => p.leader_values(i, ri, &ts),
@@ -393,9 +392,7 @@ pub fn evaluate(
                                     .rows
                                     .iter()
                                     .zip(&lead)
-                                    .map(|(row, &l)| {
-                                        [row.get(co[0]), row.get(co[1]), row.get(co[2]), l]
-                                    })
+                                    .map(|(row, &l)| companion_values(r, |c| row.get(c), l))
                                     .collect(),
                                 new_leader,
                             };

@@ -114,6 +114,17 @@ pub const COMPANIONS: usize = 4;
 /// by the host-wide lead-lag search ([`crate::forecast::leadlag`]).
 pub const LEADER: usize = 3;
 
+/// The companion values of series `r` at one step, in slot order: the tenant's other
+/// resources ([`companions_of`]), then the leader's value (NaN: none).
+pub fn companion_values(
+    r: crate::model::Resource,
+    value_of: impl Fn(crate::model::Resource) -> f64,
+    leader: f64,
+) -> [f64; COMPANIONS] {
+    let own = companions_of(r);
+    [value_of(own[0]), value_of(own[1]), value_of(own[2]), leader]
+}
+
 /// A series' companions from its own tenant: the other three resources, in `Resource::ALL`
 /// order (companion slots 0, 1, 2).
 pub fn companions_of(r: crate::model::Resource) -> [crate::model::Resource; 3] {

@@ -38,7 +38,7 @@ pub mod stage;
 use crate::model::{PerResource, Resource};
 use conformal::Conformal;
 use ensemble::{Scores, top, weighted_median_of};
-use history::{History, MISSING, companions_of, present};
+use history::{History, MISSING, companion_values, present};
 use models::{Model, Origin};
 use serde::{Deserialize, Serialize};
 
@@ -666,17 +666,6 @@ impl TenantForecaster {
 
     /// Add one observation of every resource; all four are validated before any is applied.
     pub fn update(&mut self, ts: i64, values: PerResource<f64>) -> Result<(), ForecastError> {
-        self.update_with_leaders(ts, values, None)
-    }
-
-    /// [`update`](Self::update), with each series' leader's value at this step (another
-    /// tenant's series, see [`leadlag`]), when it has one.
-    pub fn update_with_leaders(
-        &mut self,
-        ts: i64,
-        values: PerResource<f64>,
-        leaders: Option<&PerResource<Option<f64>>>,
-    ) -> Result<(), ForecastError> {
         for r in Resource::ALL {
             let v = *values.get(r);
             let s = self.series.get(r);
@@ -700,9 +689,7 @@ impl TenantForecaster {
             }
         }
         for r in Resource::ALL {
-            let own = companions_of(r).map(|c| *values.get(c));
-            let leader = leaders.and_then(|l| *l.get(r)).unwrap_or(f64::NAN);
-            let co = [own[0], own[1], own[2], leader];
+            let co = companion_values(r, |c| *values.get(c), f64::NAN);
             self.series
                 .get_mut(r)
                 .update_with(ts, *values.get(r), Some(co))?;
