@@ -1,5 +1,5 @@
 use clap::Parser;
-use prescient::cli::{Cli, Command, run};
+use prescient::cli::{Cli, Command, is_broken_pipe, run};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +24,9 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = run(cli) {
+        if is_broken_pipe(e.as_ref()) {
+            return;
+        }
         eprintln!("prescient: error: {e}");
         std::process::exit(1);
     }

@@ -168,3 +168,22 @@ fn operator_mistakes_get_clear_errors() {
     let out = simulate(&["--trace", "/nonexistent/traces"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/traces"));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    // `prescient simulate … | head -1`: the reader is gone before the report is written.
+    let trace = slice();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args(["simulate", "--trace", trace.to_str().unwrap()])
+        .args(["--policy", "all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running prescient simulate");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waiting for prescient");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+}

@@ -54,36 +54,39 @@ pub fn run(a: BenchArgs) -> super::CliResult {
                     .cloned()
                     .unwrap_or_default();
                 for (fam, ns) in bench::family_costs(&longest) {
-                    println!("  {fam:<16} {:8.2} µs CPU per 48-step forecast", ns / 1e3);
+                    outln!("  {fam:<16} {:8.2} µs CPU per 48-step forecast", ns / 1e3)?;
                 }
             }
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                outln!("{}", serde_json::to_string(&r)?)?;
             } else {
-                println!(
+                outln!(
                     "series {}  steps {}  forecasts {}  candidates {}",
-                    r.series, r.steps, r.forecasts, r.candidates
-                );
-                println!(
+                    r.series,
+                    r.steps,
+                    r.forecasts,
+                    r.candidates
+                )?;
+                outln!(
                     "update (all models, scoring, ensemble records, conformal): {:.2} µs CPU per series-step ({:.2} µs wall)",
                     r.update_cpu_ns_per_series_step / 1e3,
                     r.update_wall_ns_per_series_step / 1e3
-                );
-                println!(
+                )?;
+                outln!(
                     "forecast 48 steps with p50/p90/p95/p99: {:.2} µs CPU ({:.2} µs wall); median of {} passes, which ranged {:.2}–{:.2} µs CPU",
                     r.forecast_cpu_ns / 1e3,
                     r.forecast_wall_ns / 1e3,
                     passes.max(1),
                     spread.0 / 1e3,
                     spread.1 / 1e3
-                );
-                println!(
+                )?;
+                outln!(
                     "state per series: {} bytes in memory ({:.1} KiB), {} bytes as JSON; a tenant (4 series) as JSON: {} bytes",
                     r.state_bytes_per_series,
                     r.state_bytes_per_series as f64 / 1024.0,
                     r.json_bytes_per_series,
                     bench::tenant_json_bytes(8640)
-                );
+                )?;
             }
             Ok(())
         }

@@ -38,9 +38,9 @@ pub fn run(a: CollectArgs) -> super::CliResult {
         std::thread::sleep(Duration::from_secs_f64(a.window));
         let obs = controller.step(&mut backend)?;
         if a.json {
-            println!("{}", serde_json::to_string(&obs)?);
+            outln!("{}", serde_json::to_string(&obs)?)?;
         } else {
-            println!("{}", render_table(&obs));
+            outln!("{}", render_table(&obs))?;
         }
         done += 1;
     }

@@ -93,9 +93,9 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         eprintln!("forecast-eval: skipped malformed file: {b}");
     }
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        print!("{}", eval::render(&report, &horizons));
+        out!("{}", eval::render(&report, &horizons))?;
     }
     Ok(())
 }

@@ -1,5 +1,23 @@
 //! Command-line interface: one file per subcommand group, each only parsing and dispatching.
 
+/// `println!` that returns the write error instead of panicking, so that a closed pipe
+/// (`prescient … | head`) ends the command quietly (see [`is_broken_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write error (see [`outln!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        write!(o, $($arg)*).and_then(|_| o.flush())
+    }};
+}
+
 pub mod bench;
 pub mod collect;
 pub mod daemon;
@@ -45,6 +63,13 @@ pub enum Command {
 
 /// What went wrong, for `main` to print.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Whether the command stopped because its output was closed (a pager or `head` that quit):
+/// not an error to report.
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
 
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {

@@ -163,13 +163,13 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
     }
     if a.json {
         if reports.len() == 1 {
-            println!("{}", serde_json::to_string(&reports[0])?);
+            outln!("{}", serde_json::to_string(&reports[0])?)?;
         } else {
-            println!("{}", serde_json::to_string(&reports)?);
+            outln!("{}", serde_json::to_string(&reports)?)?;
         }
     } else {
         let present_end = replay.present(replay.steps.saturating_sub(1));
-        println!(
+        outln!(
             "{} tenants ({} present at the end), {} intervals of {} s, capacity {:.2} × p99 of total demand{}",
             replay.tenants.len(),
             present_end,
@@ -181,14 +181,14 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
             } else {
                 format!(", {} files skipped", skipped.len())
             }
-        );
+        )?;
         if a.sweep {
-            print!("{}", render_frontier(&reports));
+            out!("{}", render_frontier(&reports))?;
         } else {
-            print!("{}", render(&reports));
+            out!("{}", render(&reports))?;
         }
         if let Some(p) = &a.plot {
-            println!("plot: {}", p.display());
+            outln!("plot: {}", p.display())?;
         }
     }
     Ok(())
