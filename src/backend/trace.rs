@@ -82,6 +82,9 @@ pub struct TraceBackend {
     classes: Vec<Class>,
     host: HostModel,
     step: usize,
+    /// The interval the last snapshot showed, until an allocation is applied to it: the
+    /// replay advances only in `apply`, so a second snapshot of it would never end.
+    observed: Option<usize>,
     tenants: Vec<TenantState>,
     by_uuid: HashMap<Arc<str>, usize>,
     acc: [Accumulator; 4],
@@ -139,6 +142,7 @@ impl TraceBackend {
             classes,
             host,
             step: 0,
+            observed: None,
             tenants,
             by_uuid,
             acc: Default::default(),
@@ -196,6 +200,15 @@ impl Backend for TraceBackend {
     /// The tenants present in the coming interval, with counters up to the one that ended.
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
         let k = self.step;
+        if self.observed == Some(k) {
+            return Err(BackendError::Rejected {
+                backend: self.name(),
+                message: format!(
+                    "interval {k} was observed twice: the trace replay advances only when an \
+                     allocation is applied (drive it with a policy)"
+                ),
+            });
+        }
         if k >= self.replay.steps {
             return Err(BackendError::Rejected {
                 backend: self.name(),
@@ -233,6 +246,7 @@ impl Backend for TraceBackend {
             });
         }
         let at_s = self.replay.t0 + k as i64 * INTERVAL_S;
+        self.observed = Some(k);
         Ok(Snapshot {
             at_unix_ms: at_s * 1000,
             mono_ns: (k as u64) * INTERVAL_S as u64 * 1_000_000_000,

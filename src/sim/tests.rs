@@ -329,3 +329,17 @@ fn balloon_speed_limits_how_fast_memory_is_taken_back() {
     let m = b.metrics().0.mem;
     assert!((m.shortfall - 900.0 / 3000.0).abs() < 1e-9, "{m:?}");
 }
+
+#[test]
+fn a_controller_without_a_policy_is_refused_by_the_replay_instead_of_looping() {
+    let r = replay(&[&[100.0, 300.0], &[50.0, 50.0]]);
+    let mut backend = TraceBackend::new(Arc::clone(&r), vec![Class::Gold; 2], big_host(&r));
+    let mut c = Controller::new(None);
+    c.step(&mut backend)
+        .expect("the first interval is observed");
+    let e = c.step(&mut backend).expect_err("the same interval again");
+    let msg = e.to_string();
+    assert!(msg.contains("interval 0 was observed twice"), "{msg}");
+    assert!(msg.contains("policy"), "{msg}");
+    assert!(!backend.finished());
+}
