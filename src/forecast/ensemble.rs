@@ -10,10 +10,21 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CAP: usize = 32;
 
 /// The first scored horizon (index) whose weights pool the neighbouring horizons' scores.
-pub const POOL_FROM: usize = 4;
+pub const POOL_FROM: usize = 3;
 
 /// Discounted scores a candidate needs before it is weighed.
 pub const MIN_COUNT: f32 = 20.0;
+
+/// The phases of the hour (5-minute slots of the origin's timestamp) whose scores are also
+/// kept apart: many tenants repeat every hour, and which candidate is best depends on where
+/// in that cycle the forecast starts.
+pub const PHASES: usize = 12;
+
+/// Fixed point of the phase ratios: 1.0 is stored as this; the largest is 15.99.
+const RATIO_ONE: f32 = 4096.0;
+
+/// The most scored horizons.
+const MAX_HORIZONS: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scores {
@@ -22,26 +33,44 @@ pub struct Scores {
     /// Discounted sums of |error| and of counts: `[m * horizons + i]`.
     pub abs: Vec<f32>,
     pub count: Vec<f32>,
+    /// Per phase of the origin: each candidate's discounted mean of |error| over its overall
+    /// MAE at the time (1 = as good there as overall), in fixed point (u16, 1.0 =
+    /// `RATIO_ONE`: a third of an f32 table's size, and the resolution is ample):
+    /// `[(i * PHASES + p) * models + m]`.
+    pub phase: Vec<u16>,
 }
 
 impl Scores {
     pub fn new(models: usize, horizons: usize) -> Self {
+        assert!(models <= 64 && horizons <= MAX_HORIZONS);
         Scores {
             models,
             horizons,
             abs: vec![0.0; models * horizons],
             count: vec![0.0; models * horizons],
+            phase: vec![RATIO_ONE as u16; horizons * PHASES * models],
         }
     }
 
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + 4 * (self.abs.len() + self.count.len())
+        std::mem::size_of::<Self>() + 4 * (self.abs.len() + self.count.len()) + 2 * self.phase.len()
     }
 
-    /// Record candidate m's absolute error at scored horizon i.
+    /// Record candidate m's absolute error at scored horizon i for an origin at `phase`;
+    /// `keep` discounts the overall sums (per score), `keep_phase` the phase's ratio (per
+    /// score at that phase).
     #[inline]
-    pub fn add(&mut self, m: usize, i: usize, err: f32, keep: f32) {
+    pub fn add(&mut self, m: usize, i: usize, phase: usize, err: f32, keep: f32, keep_phase: f32) {
         let j = m * self.horizons + i;
+        // The error relative to the candidate's MAE so far (before this score).
+        let x = if self.count[j] > 0.5 && self.abs[j] > 0.0 {
+            err * self.count[j] / self.abs[j]
+        } else {
+            1.0
+        };
+        let r = &mut self.phase[(i * PHASES + phase) * self.models + m];
+        let v = keep_phase * (*r as f32) + (1.0 - keep_phase) * x.min(15.99) * RATIO_ONE;
+        *r = (v + 0.5) as u16;
         self.abs[j] = keep * self.abs[j] + err;
         self.count[j] = keep * self.count[j] + 1.0;
     }
@@ -53,72 +82,156 @@ impl Scores {
         (self.count[j] > 0.5).then(|| self.abs[j] / self.count[j])
     }
 
-    /// The discounted mean absolute error, once it rests on enough scores to be trusted
-    /// (a candidate that became available late, e.g. the weekly lag, does not get a large
-    /// weight from a few lucky scores).
+    /// Candidate m's error at `phase` relative to its overall error, at scored horizon i.
     #[inline]
-    fn trusted_mae(&self, m: usize, i: usize) -> Option<f32> {
-        let j = m * self.horizons + i;
-        (self.count[j] >= MIN_COUNT).then(|| self.abs[j] / self.count[j])
+    pub fn phase_ratio(&self, m: usize, i: usize, phase: usize) -> f32 {
+        self.phase[(i * PHASES + phase) * self.models + m] as f32 / RATIO_ONE
     }
 
-    /// Weights of every candidate at scored horizon i (0 for disabled ones and those not yet
-    /// scored MIN_COUNT times; equal weights among the enabled ones before any is).
-    pub fn weights(&self, i: usize, enabled: &[bool], power: f32, out: &mut [f32]) {
-        let mut lr = [0f32; 256];
-        if self.log_ratios(i, enabled, &mut lr).is_none() {
-            for m in 0..self.models {
-                out[m] = if enabled[m] { 1.0 } else { 0.0 };
-            }
-            return;
+    /// Weights of every candidate at every scored horizon for an origin at `phase`:
+    /// `out[i * models + m]` (0 for disabled ones and those not yet scored MIN_COUNT times;
+    /// equal weights among the enabled ones at a horizon where none is). A candidate's error
+    /// is its overall MAE scaled by `1 − alpha + alpha × its ratio at this phase`.
+    pub fn weights_all(
+        &self,
+        phase: usize,
+        enabled: &[bool],
+        power: f32,
+        alpha: f32,
+        out: &mut [f32],
+    ) {
+        let (nm, nh) = (self.models, self.horizons);
+        // S_m / min S per horizon (NaN: not weighed).
+        let mut ratio = [0f32; MAX_HORIZONS * 64];
+        let mut ok = [false; MAX_HORIZONS];
+        for i in 0..nh {
+            ok[i] = self
+                .ratios(i, phase, alpha, enabled, &mut ratio[i * nm..(i + 1) * nm])
+                .is_some();
         }
-        // From the fifth scored horizon (6 steps) on, a candidate's standing is the mean of
-        // its log ratios at this horizon and the two next to it: far-ahead scores are few
-        // and noisy, and neighbouring horizons rank the candidates alike.
-        let mut n = [1u8; 256];
-        if i >= POOL_FROM {
-            let mut lj = [0f32; 256];
-            for j in [i - 1, i + 1] {
-                if j < self.horizons && self.log_ratios(j, enabled, &mut lj).is_some() {
-                    for m in 0..self.models {
-                        if lr[m].is_finite() && lj[m].is_finite() {
-                            lr[m] += lj[m];
-                            n[m] += 1;
+        let pow = |r: f32, n: f32| {
+            if power == 5.0 && n == 1.0 {
+                let r2 = r * r;
+                1.0 / (r2 * r2 * r)
+            } else {
+                r.powf(-power / n)
+            }
+        };
+        for i in 0..nh {
+            let w = &mut out[i * nm..(i + 1) * nm];
+            if !ok[i] {
+                for m in 0..nm {
+                    w[m] = if enabled[m] { 1.0 } else { 0.0 };
+                }
+                continue;
+            }
+            // From POOL_FROM (12 steps) on, a candidate's standing is the geometric mean of
+            // its ratios at this horizon and the two next to it: far-ahead scores are
+            // noisier, and neighbouring horizons rank the candidates alike.
+            for m in 0..nm {
+                let mut r = ratio[i * nm + m];
+                if r.is_nan() {
+                    w[m] = 0.0;
+                    continue;
+                }
+                let mut n = 1.0;
+                if i >= POOL_FROM {
+                    for j in [i - 1, i + 1] {
+                        if j < nh && ok[j] && !ratio[j * nm + m].is_nan() {
+                            r *= ratio[j * nm + m];
+                            n += 1.0;
                         }
                     }
                 }
+                w[m] = pow(r, n);
             }
         }
-        for m in 0..self.models {
-            out[m] = if lr[m].is_finite() {
-                let r = (-lr[m] / n[m] as f32).exp();
-                if power == 5.0 {
-                    let r2 = r * r;
-                    r2 * r2 * r
-                } else {
-                    r.powf(power)
+    }
+
+    /// Scale the weights `w` of the candidates `idx` (u8::MAX: none) at scored horizon i by
+    /// their standing at `phase`: (1 − alpha + alpha × ratio)^-power, the ratio being the
+    /// candidate's error at that phase over its overall error (from POOL_FROM on, averaged
+    /// with the neighbouring horizons', as the overall weights are).
+    pub fn phase_adjust(
+        &self,
+        i: usize,
+        phase: usize,
+        alpha: f32,
+        power: f32,
+        idx: &[u8],
+        w: &mut [f32],
+    ) {
+        if alpha == 0.0 {
+            return;
+        }
+        let factor = |m: usize, h: usize| {
+            1.0 - alpha
+                + alpha * (self.phase[(h * PHASES + phase) * self.models + m] as f32 / RATIO_ONE)
+        };
+        for (j, &c) in idx.iter().enumerate() {
+            if c == u8::MAX {
+                continue;
+            }
+            let m = c as usize;
+            let (mut f, mut n) = (factor(m, i), 1.0);
+            if i >= POOL_FROM {
+                for h in [i - 1, i + 1] {
+                    if h < self.horizons {
+                        f += factor(m, h);
+                        n += 1.0;
+                    }
                 }
+            }
+            let f = f / n;
+            w[j] *= if power == 5.0 {
+                let f2 = f * f;
+                1.0 / (f2 * f2 * f)
             } else {
-                0.0
+                f.powf(-power)
             };
         }
     }
 
-    /// ln(S_m / min S) at scored horizon i for the trusted enabled candidates (NaN for the
-    /// others); None when none is trusted. A candidate that started late (a weekly lag, a
-    /// model that needs a refit) has fewer scores than the others: the scores it missed
+    /// [`Self::weights_all`] at one scored horizon (for inspection and tests).
+    pub fn weights(
+        &self,
+        i: usize,
+        phase: usize,
+        enabled: &[bool],
+        power: f32,
+        alpha: f32,
+        out: &mut [f32],
+    ) {
+        let mut all = vec![0f32; self.horizons * self.models];
+        self.weights_all(phase, enabled, power, alpha, &mut all);
+        out[..self.models].copy_from_slice(&all[i * self.models..(i + 1) * self.models]);
+    }
+
+    /// S_m / min S (≥ 1) at scored horizon i for the trusted enabled candidates (NaN for
+    /// the others); None when none is trusted. A candidate that started late (a weekly lag,
+    /// a model that needs a refit) has fewer scores than the others: the scores it missed
     /// count as the typical candidate's error (the median MAE), so that a short lucky run
     /// (a weekly lag on a series that has been zero all week) cannot outweigh candidates
-    /// judged over the whole window.
-    fn log_ratios(&self, i: usize, enabled: &[bool], out: &mut [f32]) -> Option<()> {
-        let mut maes = [0f32; 256];
+    /// judged over the whole window. With `alpha` > 0, S_m is scaled by the candidate's
+    /// ratio at `phase`.
+    fn ratios(
+        &self,
+        i: usize,
+        phase: usize,
+        alpha: f32,
+        enabled: &[bool],
+        out: &mut [f32],
+    ) -> Option<()> {
+        let nh = self.horizons;
+        let mut maes = [0f32; 64];
         let mut k = 0;
         let (mut cmin, mut cmax) = (f32::INFINITY, 0f32);
         for m in 0..self.models {
-            if let (true, Some(s)) = (enabled[m], self.trusted_mae(m, i)) {
-                maes[k] = s;
+            let c = self.count[m * nh + i];
+            out[m] = f32::NAN;
+            if enabled[m] && c >= MIN_COUNT {
+                maes[k] = self.abs[m * nh + i] / c;
                 k += 1;
-                let c = self.count[m * self.horizons + i];
                 cmin = cmin.min(c);
                 cmax = cmax.max(c);
             }
@@ -126,29 +239,32 @@ impl Scores {
         if k == 0 {
             return None;
         }
-        // The median only matters when some candidate has missed scores (usually none has:
-        // the counts saturate alike).
-        let pool = if cmin < cmax {
+        // The median only matters when some candidate has missed a noticeable share of the
+        // scores (usually none has: the counts saturate alike).
+        let pool = if cmin < cmax * 0.999 {
             super::history::median(&mut maes[..k])
         } else {
             0.0
         };
-        let mut min = f32::INFINITY;
-        let mut sum = 0.0;
+        let phases = &self.phase[(i * PHASES + phase) * self.models..][..self.models];
+        let (mut min, mut sum) = (f32::INFINITY, 0.0);
         for m in 0..self.models {
-            out[m] = f32::NAN;
-            if enabled[m] && self.trusted_mae(m, i).is_some() {
-                let j = m * self.horizons + i;
-                let s = (self.abs[j] + (cmax - self.count[j]).max(0.0) * pool) / cmax;
+            let j = m * nh + i;
+            if enabled[m] && self.count[j] >= MIN_COUNT {
+                let mut s = (self.abs[j] + (cmax - self.count[j]).max(0.0) * pool) / cmax;
+                if alpha > 0.0 {
+                    s *= 1.0 - alpha + alpha * (phases[m] as f32 / RATIO_ONE);
+                }
                 out[m] = s;
                 min = min.min(s);
                 sum += s;
             }
         }
         let eps = 1e-6 * sum / k as f32 + 1e-20;
+        let inv = 1.0 / (min + eps);
         for v in out[..self.models].iter_mut() {
-            if v.is_finite() {
-                *v = ((*v + eps) / (min + eps)).ln();
+            if !v.is_nan() {
+                *v = (*v + eps) * inv;
             }
         }
         Some(())
@@ -156,21 +272,26 @@ impl Scores {
 }
 
 /// The candidates worth combining at one horizon: weight above 1e-4 of the largest, at most
-/// `cap` of them (the heaviest), as (index, weight).
-pub fn top(weights: &[f32], cap: usize) -> Vec<(usize, f32)> {
+/// `idx.len()` of them (the heaviest), written to `idx` (u8::MAX after the last) and `w`.
+pub fn top(weights: &[f32], idx: &mut [u8], w: &mut [f32]) {
+    let cap = idx.len();
     let wmax = weights.iter().copied().fold(0.0, f32::max);
-    let mut v: Vec<(usize, f32)> = weights
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|&(_, w)| w > 0.0 && w > wmax * 1e-4)
-        .collect();
-    if v.len() > cap && cap > 0 {
+    let mut v = [(0u8, 0f32); 64];
+    let mut n = 0;
+    for (m, &x) in weights.iter().enumerate() {
+        if x > 0.0 && x > wmax * 1e-4 {
+            v[n] = (m as u8, x);
+            n += 1;
+        }
+    }
+    let v = &mut v[..n];
+    if n > cap && cap > 0 {
         // The `cap` heaviest (ties: the lower index), in no particular order.
         v.select_nth_unstable_by(cap - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(cap);
     }
-    v
+    for j in 0..cap {
+        (idx[j], w[j]) = v.get(j).copied().unwrap_or((u8::MAX, 0.0));
+    }
 }
 
 /// The weighted median of the present values of the chosen candidates (`top`): `idx[j]`
@@ -269,11 +390,11 @@ mod tests {
     fn weights_favour_the_smaller_error() {
         let mut s = Scores::new(2, 1);
         for _ in 0..100 {
-            s.add(0, 0, 1.0, 0.99);
-            s.add(1, 0, 2.0, 0.99);
+            s.add(0, 0, 0, 1.0, 0.99, 0.99);
+            s.add(1, 0, 0, 2.0, 0.99, 0.99);
         }
         let mut w = [0.0; 2];
-        s.weights(0, &[true, true], 5.0, &mut w);
+        s.weights(0, 0, &[true, true], 5.0, 0.0, &mut w);
         assert_eq!(w[0], 1.0);
         assert!((w[1] - 1.0 / 32.0).abs() < 1e-4, "{w:?}");
     }
@@ -285,14 +406,14 @@ mod tests {
     fn a_late_lucky_candidate_does_not_take_all_the_weight() {
         let mut s = Scores::new(3, 1);
         for t in 0..200 {
-            s.add(0, 0, 1.0, 0.99);
-            s.add(1, 0, 1.1, 0.99);
+            s.add(0, 0, 0, 1.0, 0.99, 0.99);
+            s.add(1, 0, 0, 1.1, 0.99, 0.99);
             if t >= 175 {
-                s.add(2, 0, 0.0, 0.99);
+                s.add(2, 0, 0, 0.0, 0.99, 0.99);
             }
         }
         let mut w = [0.0; 3];
-        s.weights(0, &[true, true, true], 5.0, &mut w);
+        s.weights(0, 0, &[true, true, true], 5.0, 0.0, &mut w);
         assert!(w[2] > w[0], "still the best: {w:?}");
         assert!(w[0] > 0.1 * w[2], "but not alone: {w:?}");
     }
@@ -306,14 +427,35 @@ mod tests {
                 // Candidate 0 is better everywhere except at POOL_FROM, where it is a little
                 // worse; alone that horizon would favour candidate 1.
                 let e0 = if i == POOL_FROM { 1.1 } else { 0.5 };
-                s.add(0, i, e0, 0.99);
-                s.add(1, i, 1.0, 0.99);
+                s.add(0, i, 0, e0, 0.99, 0.99);
+                s.add(1, i, 0, 1.0, 0.99, 0.99);
             }
         }
         let mut w = [0.0; 2];
-        s.weights(POOL_FROM, &[true, true], 5.0, &mut w);
+        s.weights(POOL_FROM, 0, &[true, true], 5.0, 0.0, &mut w);
         assert!(w[0] > w[1], "pooled: {w:?}");
-        s.weights(0, &[true, true], 5.0, &mut w);
+        s.weights(0, 0, &[true, true], 5.0, 0.0, &mut w);
         assert!(w[0] > w[1]);
+    }
+
+    /// The weights at a phase of the hour follow the candidates' errors at that phase.
+    #[test]
+    fn each_phase_of_the_hour_weighs_its_own_best() {
+        let mut s = Scores::new(2, 1);
+        for t in 0..1200 {
+            let p = t % PHASES;
+            // Candidate 0 is better at phase 3, candidate 1 elsewhere (and overall).
+            let (e0, e1) = if p == 3 { (0.5, 2.0) } else { (1.2, 1.0) };
+            s.add(0, 0, p, e0, 0.999, 0.99);
+            s.add(1, 0, p, e1, 0.999, 0.99);
+        }
+        let mut w = [0.0; 2];
+        s.weights(0, 3, &[true, true], 5.0, 0.7, &mut w);
+        assert!(w[0] > 10.0 * w[1], "phase 3: {w:?}");
+        s.weights(0, 4, &[true, true], 5.0, 0.7, &mut w);
+        assert!(w[1] > 1.5 * w[0], "phase 4: {w:?}");
+        // Without the phases, the overall errors decide.
+        s.weights(0, 3, &[true, true], 5.0, 0.0, &mut w);
+        assert!(w[1] > w[0], "overall: {w:?}");
     }
 }

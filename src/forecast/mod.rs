@@ -2,19 +2,21 @@
 //!
 //! A [`SeriesForecaster`] follows one series (one tenant's cpu, mem, disk or net at the
 //! 5-minute control interval): every observation updates ~35 cheap candidate forecasters
-//! (`models/`), scores the forecasts whose targets just arrived, and every
-//! [`Config::score_every`] steps records a new set of forecasts to score later. A forecast
+//! (`models/`), scores the forecasts whose targets just arrived, and records the
+//! candidates' forecasts at the scored horizons to score later. A forecast
 //! for horizons 1..=48 is the weighted median of the candidates (weights from discounted
 //! recent absolute errors per horizon, [`ensemble`]) with p50/p90/p95/p99 from online
 //! conformal prediction on the ensemble's recent residuals ([`conformal`]).
 //!
-//! Scoring every horizon at every step would hold 48 × 48 forecasts per candidate; the
-//! forecaster instead scores 12 horizons ([`SCORED`]) at origins every 7 steps, and an
+//! Every origin is scored, at 6 horizons ([`SCORED`]): a forecast for horizon k waits k
+//! steps in a ring of k records, 94 records in all (all 48 horizons would need 1176). An
 //! unscored horizon uses the weights of the nearest scored one (quantile offsets are
-//! interpolated). That keeps the state under 64 KiB a series. 7 is prime to the hourly
-//! cycle (12 steps) many tenants follow, so the scored origins visit every phase of the hour:
-//! with 6, weights were learnt at two phases only, which flattered an evaluation whose
-//! origins fall on one of them (docs/forecasting.md).
+//! interpolated). Besides each candidate's overall discounted error, the scores keep how
+//! its error at each phase of the hour (the origin's 5-minute slot in the hour) compares
+//! with its overall error: many tenants repeat every hour, and which candidate is best
+//! depends on where in that cycle the forecast starts. The conformal residuals and the
+//! candidates' p95 tracking take every 7th origin (7 is prime to the hourly cycle, so every
+//! phase is represented), as a longer window for the same memory.
 //!
 //! The whole state is `serde`-serialisable; restoring it gives identical forecasts.
 //! [`TenantForecaster`] holds the four series of a tenant. `eval` runs the `forecast-eval`
@@ -45,8 +47,32 @@ use serde::{Deserialize, Serialize};
 pub use models::H;
 
 /// The horizons (steps) at which candidates are scored.
-pub const SCORED: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 18, 24, 32, 40, 48];
+pub const SCORED: [usize; 6] = [1, 3, 6, 12, 24, 48];
 const NS: usize = SCORED.len();
+
+/// Where scored horizon i's ring of pending records starts (it holds SCORED[i] records).
+const RING_AT: [usize; NS] = {
+    let mut at = [0; NS];
+    let mut i = 1;
+    while i < NS {
+        at[i] = at[i - 1] + SCORED[i - 1];
+        i += 1;
+    }
+    at
+};
+
+/// Pending records in all.
+const RING: usize = RING_AT[NS - 1] + SCORED[NS - 1];
+
+/// Every this many origins feed the conformal residual windows and the candidates' p95
+/// tracking (prime to the hourly cycle).
+const SLOW_EVERY: u64 = 7;
+
+/// The phase of the hour of a timestamp: its 5-minute slot in the hour.
+fn phase_of(ts: i64) -> usize {
+    ts.div_euclid(history::STEP_S)
+        .rem_euclid(ensemble::PHASES as i64) as usize
+}
 
 /// The scored horizon whose weights horizon k (1..=48) uses: the nearest one.
 fn scored_index(k: usize) -> usize {
@@ -181,12 +207,13 @@ pub fn parse_models(list: &str) -> Result<Vec<bool>, String> {
 pub struct Config {
     /// Candidates in the ensemble (by [`candidate_names`] index).
     pub enabled: Vec<bool>,
-    /// Steps between scored origins (prime to 12: every phase of the hour gets scored).
-    pub score_every: usize,
     /// Half-life of the discounted errors, in steps.
     pub half_life: f32,
     /// Weights ∝ (S_m / min S)^-power.
     pub power: f32,
+    /// How much a candidate's error at the origin's phase of the hour counts against its
+    /// overall error (0: phases ignored).
+    pub phase_weight: f32,
     /// Residuals kept per scored horizon for the conformal quantiles.
     pub window: usize,
     /// At most this many candidates (the heaviest) enter a weighted median.
@@ -201,9 +228,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: vec![true; candidate_names().len()],
-            score_every: 7,
             half_life: 576.0,
             power: 5.0,
+            phase_weight: 0.7,
             window: 200,
             cap: 12,
             eta: 0.1,
@@ -254,12 +281,14 @@ pub struct SeriesForecaster {
     scores: Scores,
     /// Each candidate's tracked 95 % residual quantile per scored horizon (`[m * NS + i]`).
     q95: Vec<f32>,
-    /// Recorded forecasts awaiting their targets: slot p holds the origin step and
-    /// `(m + 1) × NS` values (the candidates', then the ensemble's).
-    pending_origin: Vec<u64>,
+    /// Recorded forecasts awaiting their targets, in one ring per scored horizon
+    /// ([`RING_AT`]): a record is the candidates' forecasts and the ensemble's (`m + 1`
+    /// values); `pending_phase` is its origin's phase (u8::MAX: none).
     pending: Vec<f32>,
+    pending_phase: Vec<u8>,
     conformal: Conformal,
-    /// The candidates each scored horizon combines (recomputed when its scores change):
+    /// The candidates each scored horizon combines, by their overall errors (recomputed
+    /// every SLOW_EVERY steps; [`Self::chosen`] scales the weights for the phase of the hour):
     /// `chosen_idx[i * cap + j]` (u8::MAX: none) with weight `chosen_w[i * cap + j]`.
     chosen_idx: Vec<u8>,
     chosen_w: Vec<f32>,
@@ -284,37 +313,46 @@ impl SeriesForecaster {
             cap: cfg.cap.clamp(1, ensemble::MAX_CAP),
             ..cfg
         };
-        let slots = H.div_ceil(cfg.score_every.max(1));
         let mut f = SeriesForecaster {
             m,
             hist: History::new(),
             models: Models::default(),
             scores: Scores::new(m, NS),
             q95: vec![0.0; m * NS],
-            pending_origin: vec![u64::MAX; slots],
-            pending: vec![MISSING; slots * (m + 1) * NS],
+            pending: vec![MISSING; RING * (m + 1)],
+            pending_phase: vec![u8::MAX; RING],
             conformal: Conformal::new(NS, cfg.window, cfg.eta),
             chosen_idx: vec![u8::MAX; NS * cfg.cap],
             chosen_w: vec![0.0; NS * cfg.cap],
             cfg,
         };
-        for i in 0..NS {
-            f.refresh_chosen(i);
-        }
+        f.refresh_chosen();
         f
     }
 
-    /// Recompute which candidates scored horizon i combines, and their weights.
-    fn refresh_chosen(&mut self, i: usize) {
-        let mut w = [0f32; 256];
-        let w = &mut w[..self.m];
-        self.scores.weights(i, &self.cfg.enabled, self.cfg.power, w);
+    /// The phase of the hour of the next forecast's origin (the last observation).
+    fn phase(&self) -> usize {
+        if self.hist.n == 0 {
+            0
+        } else {
+            phase_of(self.hist.last_ts)
+        }
+    }
+
+    /// Recompute which candidates each scored horizon combines, and their overall weights.
+    fn refresh_chosen(&mut self) {
+        let m = self.m;
+        let mut w = [0f32; 64 * NS];
+        let c = &self.cfg;
+        self.scores
+            .weights_all(0, &c.enabled, c.power, 0.0, &mut w[..m * NS]);
         let cap = self.cfg.cap;
-        let t = top(w, cap);
-        for j in 0..cap {
-            let (c, wt) = t.get(j).map_or((u8::MAX, 0.0), |&(c, wt)| (c as u8, wt));
-            self.chosen_idx[i * cap + j] = c;
-            self.chosen_w[i * cap + j] = wt;
+        for i in 0..NS {
+            top(
+                &w[i * m..(i + 1) * m],
+                &mut self.chosen_idx[i * cap..(i + 1) * cap],
+                &mut self.chosen_w[i * cap..(i + 1) * cap],
+            );
         }
     }
 
@@ -343,7 +381,7 @@ impl SeriesForecaster {
             + self.conformal.bytes()
             + 4 * (self.q95.len() + self.pending.len() + self.chosen_w.len())
             + self.chosen_idx.len()
-            + 8 * self.pending_origin.len()
+            + self.pending_phase.len()
             + self.cfg.enabled.len()
     }
 
@@ -389,80 +427,79 @@ impl SeriesForecaster {
         self.models.update(&self.hist);
         let step = self.hist.n - 1;
         self.score(step, y);
-        if step.is_multiple_of(self.cfg.score_every as u64) {
-            self.record(step);
+        if step.is_multiple_of(SLOW_EVERY) {
+            self.refresh_chosen();
         }
+        self.record(step);
         Ok(())
     }
 
     /// Score the recorded forecasts whose target is this step.
     fn score(&mut self, step: u64, y: f32) {
         let m = self.m;
-        let keep = 0.5f32.powf(self.cfg.score_every as f32 / self.cfg.half_life);
-        let width = (m + 1) * NS;
-        let mut touched = [false; NS];
-        for p in 0..self.pending_origin.len() {
-            let o = self.pending_origin[p];
-            if o == u64::MAX || o >= step {
+        let keep = 0.5f32.powf(1.0 / self.cfg.half_life);
+        let keep_phase = 0.5f32.powf(ensemble::PHASES as f32 / self.cfg.half_life);
+        let width = m + 1;
+        for (i, &k) in SCORED.iter().enumerate() {
+            let k = k as u64;
+            if step < k {
                 continue;
             }
-            let k = (step - o) as usize;
-            let Some(i) = SCORED.iter().position(|&s| s == k) else {
+            let slot = RING_AT[i] + (step % k) as usize;
+            let phase = std::mem::replace(&mut self.pending_phase[slot], u8::MAX);
+            if phase == u8::MAX {
                 continue;
-            };
-            let rec = &self.pending[p * width..(p + 1) * width];
-            touched[i] = true;
+            }
+            let slow = (step - k).is_multiple_of(SLOW_EVERY);
+            let rec = &self.pending[slot * width..(slot + 1) * width];
             for c in 0..m {
-                let f = rec[c * NS + i];
+                let f = rec[c];
                 if !present(f) {
                     continue;
                 }
                 let r = y - f;
-                self.scores.add(c, i, r.abs(), keep);
-                // Stochastic-approximation 95 % quantile of the residual, steps scaled by
-                // the candidate's typical error.
-                let s = self.scores.mae(c, i).unwrap_or(0.0);
-                let q = &mut self.q95[c * NS + i];
-                let hit = if r > *q { 0.95 } else { -0.05 };
-                *q += 0.05 * s * hit;
+                self.scores
+                    .add(c, i, phase as usize, r.abs(), keep, keep_phase);
+                if slow {
+                    // Stochastic-approximation 95 % quantile of the residual, steps scaled
+                    // by the candidate's typical error.
+                    let s = self.scores.mae(c, i).unwrap_or(0.0);
+                    let q = &mut self.q95[c * NS + i];
+                    let hit = if r > *q { 0.95 } else { -0.05 };
+                    *q += 0.05 * s * hit;
+                }
             }
-            let e = rec[m * NS + i];
-            if present(e) {
+            let e = rec[m];
+            if slow && present(e) {
                 self.conformal.push(i, y - e);
-            }
-            if k >= H {
-                self.pending_origin[p] = u64::MAX;
-            }
-        }
-        for (i, t) in touched.into_iter().enumerate() {
-            if t {
-                self.refresh_chosen(i);
             }
         }
     }
 
-    /// Record the candidates' and the ensemble's forecasts at the scored horizons.
+    /// Record the candidates' and the ensemble's forecasts at the scored horizons, each in
+    /// its horizon's ring (where the record whose target was this step has just been
+    /// scored).
     fn record(&mut self, step: u64) {
         let m = self.m;
-        let width = (m + 1) * NS;
-        let p = ((step / self.cfg.score_every as u64) % self.pending_origin.len() as u64) as usize;
-        let mut buf = vec![MISSING; m * NS];
-        self.candidates(&SCORED, &mut buf);
-        let mut vals = vec![0.0; m];
+        let width = m + 1;
+        let mut buf = [MISSING; 64 * NS];
+        let buf = &mut buf[..m * NS];
+        self.candidates(&SCORED, buf);
+        let mut vals = [0f32; 64];
         let cap = self.cfg.cap;
-        let rec = &mut self.pending[p * width..(p + 1) * width];
-        rec[..m * NS].copy_from_slice(&buf);
-        for i in 0..NS {
+        let phase = self.phase() as u8;
+        for (i, &k) in SCORED.iter().enumerate() {
             for c in 0..m {
                 vals[c] = buf[c * NS + i];
             }
-            let (idx, w) = (
-                &self.chosen_idx[i * cap..(i + 1) * cap],
-                &self.chosen_w[i * cap..(i + 1) * cap],
-            );
-            rec[m * NS + i] = weighted_median_of(&vals, idx, w).unwrap_or(MISSING);
+            let (idx, w) = self.chosen(i);
+            let e = weighted_median_of(&vals[..m], idx, &w[..cap]).unwrap_or(MISSING);
+            let slot = RING_AT[i] + (step % k as u64) as usize;
+            let rec = &mut self.pending[slot * width..(slot + 1) * width];
+            rec[..m].copy_from_slice(&vals[..m]);
+            rec[m] = e;
+            self.pending_phase[slot] = phase;
         }
-        self.pending_origin[p] = step;
     }
 
     /// Every enabled candidate at horizons `hs`, clamped at 0 (`out[c * hs.len() + i]`),
@@ -496,16 +533,26 @@ impl SeriesForecaster {
         self.models.ar.links.link
     }
 
-    /// Per-candidate weights at every horizon 1..=48: `weights()[k − 1][m]` (they sum to 1).
+    /// Per-candidate weights at every horizon 1..=48 for a forecast from the last
+    /// observation (they depend on its phase of the hour): `weights()[k − 1][m]` (they sum
+    /// to 1).
     pub fn weights(&self) -> Vec<Vec<f32>> {
-        let mut by_scored = vec![vec![0.0; self.m]; NS];
-        for (i, w) in by_scored.iter_mut().enumerate() {
-            self.scores.weights(i, &self.cfg.enabled, self.cfg.power, w);
-            let s: f32 = w.iter().sum();
-            if s > 0.0 {
-                w.iter_mut().for_each(|v| *v /= s);
-            }
-        }
+        let by_scored: Vec<Vec<f32>> = (0..NS)
+            .map(|i| {
+                let (idx, w) = self.chosen(i);
+                let mut all = vec![0.0; self.m];
+                for (&c, &w) in idx.iter().zip(&w) {
+                    if c != u8::MAX {
+                        all[c as usize] = w;
+                    }
+                }
+                let s: f32 = all.iter().sum();
+                if s > 0.0 {
+                    all.iter_mut().for_each(|v| *v /= s);
+                }
+                all
+            })
+            .collect();
         (1..=H)
             .map(|k| by_scored[scored_index(k)].clone())
             .collect()
@@ -522,14 +569,18 @@ impl SeriesForecaster {
             .collect()
     }
 
-    /// The candidates scored horizon i combines (indices, u8::MAX for none) and weights.
+    /// The candidates scored horizon i combines (indices, u8::MAX for none) and their
+    /// weights for an origin at the current phase of the hour (the first `cap`).
     #[inline]
-    fn chosen(&self, i: usize) -> (&[u8], &[f32]) {
+    fn chosen(&self, i: usize) -> (&[u8], [f32; ensemble::MAX_CAP]) {
         let cap = self.cfg.cap;
-        (
-            &self.chosen_idx[i * cap..(i + 1) * cap],
-            &self.chosen_w[i * cap..(i + 1) * cap],
-        )
+        let idx = &self.chosen_idx[i * cap..(i + 1) * cap];
+        let mut w = [0f32; ensemble::MAX_CAP];
+        w[..cap].copy_from_slice(&self.chosen_w[i * cap..(i + 1) * cap]);
+        let c = &self.cfg;
+        self.scores
+            .phase_adjust(i, self.phase(), c.phase_weight, c.power, idx, &mut w[..cap]);
+        (idx, w)
     }
 
     /// Clamp a candidate's raw forecast: NaN (none) → MISSING, negative → 0.
@@ -594,14 +645,16 @@ impl SeriesForecaster {
         let mut point = vec![0.0; H];
         let mut quantiles = vec![[0.0; 4]; H];
         let last = self.hist.last().max(0.0);
+        let cap = self.cfg.cap;
+        let chosen: [_; NS] = std::array::from_fn(|i| self.chosen(i));
         for k in 1..=H {
-            let (idx, w) = self.chosen(scored_index(k));
-            for &c in idx {
+            let (idx, w) = &chosen[scored_index(k)];
+            for &c in *idx {
                 if c != u8::MAX {
                     vals[c as usize] = cand[c as usize * H + k - 1];
                 }
             }
-            let p = weighted_median_of(&vals[..m], idx, w).unwrap_or(last);
+            let p = weighted_median_of(&vals[..m], idx, &w[..cap]).unwrap_or(last);
             point[k - 1] = p;
             let mut prev = 0.0f32;
             let (i0, i1, t) = interp_at(k);

@@ -19,7 +19,7 @@ pub const BUCKET_S: i64 = 300;
 
 /// The version of the exported state's encoding (postcard of [`Saved`]): 2 since the lead-lag
 /// links and intents.
-pub const STATE_FORMAT: i64 = 2;
+pub const STATE_FORMAT: i64 = 3;
 
 /// What is saved of a tenant.
 #[derive(Serialize, Deserialize)]

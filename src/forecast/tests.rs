@@ -198,6 +198,34 @@ fn ensemble_weights_move_to_the_better_model() {
     assert!(w[0][naive] > w[0][sd], "{:?}", w[0]);
 }
 
+/// A spike at one phase of the hour: right after it, the short mean is the better forecast;
+/// one step later, the last value is exact. Overall both err alike; the weights at each
+/// phase tell them apart.
+#[test]
+fn weights_follow_the_phase_of_the_hour() {
+    let cfg = Config {
+        enabled: parse_models("naive,mean3").unwrap(),
+        ..Config::default()
+    };
+    let mut f = SeriesForecaster::new(cfg);
+    let g = |t: usize| if t % 12 == 5 { 100.0 } else { 10.0 };
+    let n = 2 * DAY as usize;
+    let (naive, mean3) = (index("naive"), index("mean3"));
+    // The last observation is the spike (phase 5): mean3 forecasts (10 + 10 + 100) / 3.
+    feed(&mut f, 0, n + 6, g);
+    let e = f.errors();
+    let (en, em) = (e[0][naive].unwrap(), e[0][mean3].unwrap());
+    assert!((en / em - 1.0).abs() < 0.05, "overall alike: {en} {em}");
+    let w = f.weights();
+    assert!(w[0][mean3] > 0.9, "after the spike: {:?}", w[0]);
+    assert!((f.forecast().point[0] - 40.0).abs() < 1e-3);
+    // One step on (phase 6): the last value is exact.
+    feed(&mut f, n + 6, n + 7, g);
+    let w = f.weights();
+    assert!(w[0][naive] > 0.9, "a step later: {:?}", w[0]);
+    assert_eq!(f.forecast().point[0], 10.0);
+}
+
 #[test]
 fn conformal_p95_covers_a_stationary_noisy_series() {
     let mut f = SeriesForecaster::default();
