@@ -68,6 +68,10 @@ const RING: usize = RING_AT[NS - 1] + SCORED[NS - 1];
 /// tracking (prime to the hourly cycle).
 const SLOW_EVERY: u64 = 7;
 
+/// Steps between recomputations of the candidates each horizon combines (by their overall
+/// errors; the phase of the hour scales their weights at every forecast).
+const CHOOSE_EVERY: u64 = 3;
+
 /// The phase of the hour of a timestamp: its 5-minute slot in the hour.
 fn phase_of(ts: i64) -> usize {
     ts.div_euclid(history::STEP_S)
@@ -230,7 +234,7 @@ impl Default for Config {
             enabled: vec![true; candidate_names().len()],
             half_life: 576.0,
             power: 5.0,
-            phase_weight: 0.7,
+            phase_weight: 0.85,
             window: 200,
             cap: 12,
             eta: 0.1,
@@ -288,7 +292,7 @@ pub struct SeriesForecaster {
     pending_phase: Vec<u8>,
     conformal: Conformal,
     /// The candidates each scored horizon combines, by their overall errors (recomputed
-    /// every SLOW_EVERY steps; [`Self::chosen`] scales the weights for the phase of the hour):
+    /// every CHOOSE_EVERY steps; [`Self::chosen`] scales the weights for the phase of the hour):
     /// `chosen_idx[i * cap + j]` (u8::MAX: none) with weight `chosen_w[i * cap + j]`.
     chosen_idx: Vec<u8>,
     chosen_w: Vec<f32>,
@@ -427,7 +431,7 @@ impl SeriesForecaster {
         self.models.update(&self.hist);
         let step = self.hist.n - 1;
         self.score(step, y);
-        if step.is_multiple_of(SLOW_EVERY) {
+        if step.is_multiple_of(CHOOSE_EVERY) {
             self.refresh_chosen();
         }
         self.record(step);
@@ -438,7 +442,9 @@ impl SeriesForecaster {
     fn score(&mut self, step: u64, y: f32) {
         let m = self.m;
         let keep = 0.5f32.powf(1.0 / self.cfg.half_life);
-        let keep_phase = 0.5f32.powf(ensemble::PHASES as f32 / self.cfg.half_life);
+        // A phase is scored every 12 steps: its ratios forget twice as fast (a one-day half-life)
+        // so that they rest on as many recent scores as the overall errors.
+        let keep_phase = 0.5f32.powf(2.0 * ensemble::PHASES as f32 / self.cfg.half_life);
         let width = m + 1;
         for (i, &k) in SCORED.iter().enumerate() {
             let k = k as u64;
