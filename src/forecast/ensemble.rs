@@ -109,12 +109,12 @@ impl Scores {
                 .ratios(i, phase, alpha, enabled, &mut ratio[i * nm..(i + 1) * nm])
                 .is_some();
         }
-        let pow = |r: f32, n: f32| {
-            if power == 5.0 && n == 1.0 {
+        let pow = |r: f32| {
+            if power == 5.0 {
                 let r2 = r * r;
                 1.0 / (r2 * r2 * r)
             } else {
-                r.powf(-power / n)
+                r.powf(-power)
             }
         };
         for i in 0..nh {
@@ -138,12 +138,12 @@ impl Scores {
                 if i >= POOL_FROM {
                     for j in [i - 1, i + 1] {
                         if j < nh && ok[j] && !ratio[j * nm + m].is_nan() {
-                            r *= ratio[j * nm + m];
+                            r += ratio[j * nm + m];
                             n += 1.0;
                         }
                     }
                 }
-                w[m] = pow(r, n);
+                w[m] = pow(r / n);
             }
         }
     }
