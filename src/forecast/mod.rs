@@ -243,12 +243,33 @@ impl Default for Config {
     }
 }
 
+/// The largest value a series accepts (usage in bytes/s, KiB or cores is far below; the
+/// models keep f32 sums and squares of values).
+pub const MAX_VALUE: f64 = 1e15;
+
+/// A value a series can take: finite, non-negative, at most [`MAX_VALUE`].
+fn check_value(v: f64) -> Result<(), ForecastError> {
+    if !v.is_finite() {
+        Err(ForecastError::NotFinite(v))
+    } else if v < 0.0 {
+        Err(ForecastError::Negative(v))
+    } else if v > MAX_VALUE {
+        Err(ForecastError::TooLarge(v))
+    } else {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ForecastError {
     #[error("value {0} is not a finite number")]
     NotFinite(f64),
     #[error("value {0} is negative")]
     Negative(f64),
+    #[error(
+        "value {0} is beyond any usage (over {MAX_VALUE:e}): refused so that it cannot overflow the models' f32 state"
+    )]
+    TooLarge(f64),
     #[error("timestamp {ts} is not after the previous one ({last})")]
     NotLater { ts: i64, last: i64 },
     #[error("{resource}: {source}")]
@@ -389,8 +410,9 @@ impl SeriesForecaster {
             + self.cfg.enabled.len()
     }
 
-    /// Add the observation at `ts` (Unix seconds). A non-finite or negative value, or a
-    /// timestamp not after the last one, is refused and leaves the state untouched.
+    /// Add the observation at `ts` (Unix seconds). A non-finite or negative value, one over
+    /// [`MAX_VALUE`], or a timestamp not after the last one, is refused and leaves the state
+    /// untouched.
     pub fn update(&mut self, ts: i64, value: f64) -> Result<(), ForecastError> {
         self.update_with(ts, value, None)
     }
@@ -405,12 +427,7 @@ impl SeriesForecaster {
         value: f64,
         companions: Option<[f64; history::COMPANIONS]>,
     ) -> Result<(), ForecastError> {
-        if !value.is_finite() {
-            return Err(ForecastError::NotFinite(value));
-        }
-        if value < 0.0 {
-            return Err(ForecastError::Negative(value));
-        }
+        check_value(value)?;
         if self.hist.n > 0 && ts <= self.hist.last_ts {
             return Err(ForecastError::NotLater {
                 ts,
@@ -728,10 +745,8 @@ impl TenantForecaster {
         for r in Resource::ALL {
             let v = *values.get(r);
             let s = self.series.get(r);
-            let err = if !v.is_finite() {
-                Some(ForecastError::NotFinite(v))
-            } else if v < 0.0 {
-                Some(ForecastError::Negative(v))
+            let err = if let Err(e) = check_value(v) {
+                Some(e)
             } else if !s.is_empty() && ts <= s.hist.last_ts {
                 Some(ForecastError::NotLater {
                     ts,

@@ -313,6 +313,8 @@ fn bad_input_is_refused_and_never_poisons_the_state() {
         Err(ForecastError::NotFinite(_))
     ));
     assert_eq!(f.update(ts, -1.0), Err(ForecastError::Negative(-1.0)));
+    // Finite as f64 but infinite as the f32 the models keep.
+    assert_eq!(f.update(ts, 1e39), Err(ForecastError::TooLarge(1e39)));
     assert!(matches!(
         f.update(T0, 5.0),
         Err(ForecastError::NotLater { .. })
