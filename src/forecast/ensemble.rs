@@ -82,31 +82,17 @@ impl Scores {
         (self.count[j] > 0.5).then(|| self.abs[j] / self.count[j])
     }
 
-    /// Candidate m's error at `phase` relative to its overall error, at scored horizon i.
-    #[inline]
-    pub fn phase_ratio(&self, m: usize, i: usize, phase: usize) -> f32 {
-        self.phase[(i * PHASES + phase) * self.models + m] as f32 / RATIO_ONE
-    }
-
-    /// Weights of every candidate at every scored horizon for an origin at `phase`:
-    /// `out[i * models + m]` (0 for disabled ones and those not yet scored MIN_COUNT times;
-    /// equal weights among the enabled ones at a horizon where none is). A candidate's error
-    /// is its overall MAE scaled by `1 − alpha + alpha × its ratio at this phase`.
-    pub fn weights_all(
-        &self,
-        phase: usize,
-        enabled: &[bool],
-        power: f32,
-        alpha: f32,
-        out: &mut [f32],
-    ) {
+    /// Every candidate's overall weight at every scored horizon: `out[i * models + m]` (0 for
+    /// disabled ones and those not yet scored MIN_COUNT times; equal weights among the
+    /// enabled ones at a horizon where none is).
+    pub fn weights_all(&self, enabled: &[bool], power: f32, out: &mut [f32]) {
         let (nm, nh) = (self.models, self.horizons);
         // S_m / min S per horizon (NaN: not weighed).
         let mut ratio = [0f32; MAX_HORIZONS * 64];
         let mut ok = [false; MAX_HORIZONS];
         for i in 0..nh {
             ok[i] = self
-                .ratios(i, phase, alpha, enabled, &mut ratio[i * nm..(i + 1) * nm])
+                .ratios(i, enabled, &mut ratio[i * nm..(i + 1) * nm])
                 .is_some();
         }
         let pow = |r: f32| {
@@ -192,18 +178,10 @@ impl Scores {
         }
     }
 
-    /// [`Self::weights_all`] at one scored horizon (for inspection and tests).
-    pub fn weights(
-        &self,
-        i: usize,
-        phase: usize,
-        enabled: &[bool],
-        power: f32,
-        alpha: f32,
-        out: &mut [f32],
-    ) {
+    /// [`Self::weights_all`] at one scored horizon (for tests).
+    pub fn weights(&self, i: usize, enabled: &[bool], power: f32, out: &mut [f32]) {
         let mut all = vec![0f32; self.horizons * self.models];
-        self.weights_all(phase, enabled, power, alpha, &mut all);
+        self.weights_all(enabled, power, &mut all);
         out[..self.models].copy_from_slice(&all[i * self.models..(i + 1) * self.models]);
     }
 
@@ -212,16 +190,8 @@ impl Scores {
     /// a model that needs a refit) has fewer scores than the others: the scores it missed
     /// count as the typical candidate's error (the median MAE), so that a short lucky run
     /// (a weekly lag on a series that has been zero all week) cannot outweigh candidates
-    /// judged over the whole window. With `alpha` > 0, S_m is scaled by the candidate's
-    /// ratio at `phase`.
-    fn ratios(
-        &self,
-        i: usize,
-        phase: usize,
-        alpha: f32,
-        enabled: &[bool],
-        out: &mut [f32],
-    ) -> Option<()> {
+    /// judged over the whole window.
+    fn ratios(&self, i: usize, enabled: &[bool], out: &mut [f32]) -> Option<()> {
         let nh = self.horizons;
         let mut maes = [0f32; 64];
         let mut k = 0;
@@ -246,15 +216,11 @@ impl Scores {
         } else {
             0.0
         };
-        let phases = &self.phase[(i * PHASES + phase) * self.models..][..self.models];
         let (mut min, mut sum) = (f32::INFINITY, 0.0);
         for m in 0..self.models {
             let j = m * nh + i;
             if enabled[m] && self.count[j] >= MIN_COUNT {
-                let mut s = (self.abs[j] + (cmax - self.count[j]).max(0.0) * pool) / cmax;
-                if alpha > 0.0 {
-                    s *= 1.0 - alpha + alpha * (phases[m] as f32 / RATIO_ONE);
-                }
+                let s = (self.abs[j] + (cmax - self.count[j]).max(0.0) * pool) / cmax;
                 out[m] = s;
                 min = min.min(s);
                 sum += s;
@@ -394,7 +360,7 @@ mod tests {
             s.add(1, 0, 0, 2.0, 0.99, 0.99);
         }
         let mut w = [0.0; 2];
-        s.weights(0, 0, &[true, true], 5.0, 0.0, &mut w);
+        s.weights(0, &[true, true], 5.0, &mut w);
         assert_eq!(w[0], 1.0);
         assert!((w[1] - 1.0 / 32.0).abs() < 1e-4, "{w:?}");
     }
@@ -413,7 +379,7 @@ mod tests {
             }
         }
         let mut w = [0.0; 3];
-        s.weights(0, 0, &[true, true, true], 5.0, 0.0, &mut w);
+        s.weights(0, &[true, true, true], 5.0, &mut w);
         assert!(w[2] > w[0], "still the best: {w:?}");
         assert!(w[0] > 0.1 * w[2], "but not alone: {w:?}");
     }
@@ -432,9 +398,9 @@ mod tests {
             }
         }
         let mut w = [0.0; 2];
-        s.weights(POOL_FROM, 0, &[true, true], 5.0, 0.0, &mut w);
+        s.weights(POOL_FROM, &[true, true], 5.0, &mut w);
         assert!(w[0] > w[1], "pooled: {w:?}");
-        s.weights(0, 0, &[true, true], 5.0, 0.0, &mut w);
+        s.weights(0, &[true, true], 5.0, &mut w);
         assert!(w[0] > w[1]);
     }
 
@@ -449,13 +415,21 @@ mod tests {
             s.add(0, 0, p, e0, 0.999, 0.99);
             s.add(1, 0, p, e1, 0.999, 0.99);
         }
-        let mut w = [0.0; 2];
-        s.weights(0, 3, &[true, true], 5.0, 0.7, &mut w);
+        let mut overall = [0.0; 2];
+        s.weights(0, &[true, true], 5.0, &mut overall);
+        assert!(overall[1] > overall[0], "overall: {overall:?}");
+        let at = |phase| {
+            let mut w = overall;
+            s.phase_adjust(0, phase, 0.7, 5.0, &[0, 1], &mut w);
+            w
+        };
+        let w = at(3);
         assert!(w[0] > 10.0 * w[1], "phase 3: {w:?}");
-        s.weights(0, 4, &[true, true], 5.0, 0.7, &mut w);
+        let w = at(4);
         assert!(w[1] > 1.5 * w[0], "phase 4: {w:?}");
         // Without the phases, the overall errors decide.
-        s.weights(0, 3, &[true, true], 5.0, 0.0, &mut w);
-        assert!(w[1] > w[0], "overall: {w:?}");
+        let mut w = overall;
+        s.phase_adjust(0, 3, 0.0, 5.0, &[0, 1], &mut w);
+        assert_eq!(w, overall);
     }
 }

@@ -313,7 +313,8 @@ pub struct SeriesForecaster {
     pending_phase: Vec<u8>,
     conformal: Conformal,
     /// The candidates each scored horizon combines, by their overall errors (recomputed
-    /// every CHOOSE_EVERY steps; [`Self::chosen`] scales the weights for the phase of the hour):
+    /// every CHOOSE_EVERY steps; [`Self::chosen`] scales their weights for the phase of
+    /// the hour):
     /// `chosen_idx[i * cap + j]` (u8::MAX: none) with weight `chosen_w[i * cap + j]`.
     chosen_idx: Vec<u8>,
     chosen_w: Vec<f32>,
@@ -370,7 +371,7 @@ impl SeriesForecaster {
         let mut w = [0f32; 64 * NS];
         let c = &self.cfg;
         self.scores
-            .weights_all(0, &c.enabled, c.power, 0.0, &mut w[..m * NS]);
+            .weights_all(&c.enabled, c.power, &mut w[..m * NS]);
         let cap = self.cfg.cap;
         for i in 0..NS {
             top(
@@ -459,8 +460,8 @@ impl SeriesForecaster {
     fn score(&mut self, step: u64, y: f32) {
         let m = self.m;
         let keep = 0.5f32.powf(1.0 / self.cfg.half_life);
-        // A phase is scored every 12 steps: its ratios forget twice as fast (a one-day half-life)
-        // so that they rest on as many recent scores as the overall errors.
+        // A phase is scored every 12 steps: its ratios forget twice as fast (a one-day
+        // half-life), so that they rest on recent scores.
         let keep_phase = 0.5f32.powf(2.0 * ensemble::PHASES as f32 / self.cfg.half_life);
         let width = m + 1;
         for (i, &k) in SCORED.iter().enumerate() {
