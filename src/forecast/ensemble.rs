@@ -35,7 +35,7 @@ pub struct Scores {
     pub count: Vec<f32>,
     /// Per phase of the origin: each candidate's discounted mean of |error| over its overall
     /// MAE at the time (1 = as good there as overall), in fixed point (u16, 1.0 =
-    /// `RATIO_ONE`: a third of an f32 table's size, and the resolution is ample):
+    /// `RATIO_ONE`: half an f32 table's size, and the resolution is ample):
     /// `[(i * PHASES + p) * models + m]`.
     pub phase: Vec<u16>,
 }
