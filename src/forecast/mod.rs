@@ -70,7 +70,7 @@ const SLOW_EVERY: u64 = 7;
 
 /// Steps between recomputations of the candidates each horizon combines (by their overall
 /// errors; the phase of the hour scales their weights at every forecast).
-const CHOOSE_EVERY: u64 = 3;
+const CHOOSE_EVERY: u64 = 7;
 
 /// The phase of the hour of a timestamp: its 5-minute slot in the hour.
 fn phase_of(ts: i64) -> usize {
