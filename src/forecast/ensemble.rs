@@ -95,14 +95,6 @@ impl Scores {
                 .ratios(i, enabled, &mut ratio[i * nm..(i + 1) * nm])
                 .is_some();
         }
-        let pow = |r: f32| {
-            if power == 5.0 {
-                let r2 = r * r;
-                1.0 / (r2 * r2 * r)
-            } else {
-                r.powf(-power)
-            }
-        };
         for i in 0..nh {
             let w = &mut out[i * nm..(i + 1) * nm];
             if !ok[i] {
@@ -111,9 +103,9 @@ impl Scores {
                 }
                 continue;
             }
-            // From POOL_FROM (12 steps) on, a candidate's standing is the geometric mean of
-            // its ratios at this horizon and the two next to it: far-ahead scores are
-            // noisier, and neighbouring horizons rank the candidates alike.
+            // From POOL_FROM (12 steps) on, a candidate's standing is the mean of its ratios
+            // at this horizon and the two next to it: far-ahead scores are noisier, and
+            // neighbouring horizons rank the candidates alike.
             for m in 0..nm {
                 let mut r = ratio[i * nm + m];
                 if r.is_nan() {
@@ -129,7 +121,7 @@ impl Scores {
                         }
                     }
                 }
-                w[m] = pow(r / n);
+                w[m] = inv_pow(r / n, power);
             }
         }
     }
@@ -168,13 +160,7 @@ impl Scores {
                     }
                 }
             }
-            let f = f / n;
-            w[j] *= if power == 5.0 {
-                let f2 = f * f;
-                1.0 / (f2 * f2 * f)
-            } else {
-                f.powf(-power)
-            };
+            w[j] *= inv_pow(f / n, power);
         }
     }
 
@@ -234,6 +220,17 @@ impl Scores {
             }
         }
         Some(())
+    }
+}
+
+/// r^-power, without `powf` for the usual power 5 (on the update's path).
+#[inline]
+fn inv_pow(r: f32, power: f32) -> f32 {
+    if power == 5.0 {
+        let r2 = r * r;
+        1.0 / (r2 * r2 * r)
+    } else {
+        r.powf(-power)
     }
 }
 

@@ -593,12 +593,19 @@ impl SeriesForecaster {
             .collect()
     }
 
+    /// The candidates scored horizon i combines (u8::MAX: none).
+    #[inline]
+    fn chosen_at(&self, i: usize) -> &[u8] {
+        let cap = self.cfg.cap;
+        &self.chosen_idx[i * cap..(i + 1) * cap]
+    }
+
     /// The candidates scored horizon i combines (indices, u8::MAX for none) and their
     /// weights for an origin at the current phase of the hour (the first `cap`).
     #[inline]
     fn chosen(&self, i: usize) -> (&[u8], [f32; ensemble::MAX_CAP]) {
         let cap = self.cfg.cap;
-        let idx = &self.chosen_idx[i * cap..(i + 1) * cap];
+        let idx = self.chosen_at(i);
         let mut w = [0f32; ensemble::MAX_CAP];
         w[..cap].copy_from_slice(&self.chosen_w[i * cap..(i + 1) * cap]);
         let c = &self.cfg;
@@ -622,7 +629,7 @@ impl SeriesForecaster {
             // Which candidates each scored horizon uses, as bit sets.
             let mut used = [0u64; NS];
             for (i, u) in used.iter_mut().enumerate() {
-                for &c in self.chosen(i).0 {
+                for &c in self.chosen_at(i) {
                     if c != u8::MAX {
                         *u |= 1 << c;
                     }
