@@ -43,6 +43,12 @@ pub struct ForecastEvalArgs {
     /// over all files aligned by timestamp; reads every file first).
     #[arg(long, value_enum, default_value = "own", value_name = "MODE")]
     pub links: LinkMode,
+    /// Also write every series' errors to FILE (CSV: file, resource, model, horizon,
+    /// origins, mae, naive_mae, ratio), one row per series, model and horizon: what each
+    /// gmrae is the geometric mean of, to find the tenants a model serves badly.
+    /// `scripts/forecast-series FILE` summarises it. FILE must not exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub per_series: Option<PathBuf>,
 }
 
 fn list<T>(s: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -72,6 +78,19 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         skip_bad: a.skip_bad,
         jobs: a.jobs.max(1),
         links: a.links,
+        per_series: a.per_series.is_some(),
+    };
+    // Refuse an existing file before the run, not after it.
+    let mut per_series = match &a.per_series {
+        Some(p) => Some((
+            p,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| format!("--per-series {}: {e}", p.display()))?,
+        )),
+        None => None,
     };
     let mut files = trace::list_dir(&a.trace)?;
     if let Some(n) = a.limit {
@@ -88,7 +107,23 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
             }
         }
     };
-    let report = eval::evaluate(&files, &opt, &progress)?;
+    let report = eval::evaluate(&files, &opt, &progress).inspect_err(|_| {
+        // Leave no empty file behind for a run that wrote nothing.
+        if let Some((p, _)) = &per_series {
+            let _ = std::fs::remove_file(p);
+        }
+    })?;
+    if let Some((p, f)) = per_series.as_mut() {
+        let mut w = std::io::BufWriter::new(f);
+        let write = |w: &mut std::io::BufWriter<_>| -> std::io::Result<()> {
+            writeln!(w, "{}", eval::SeriesRow::CSV_HEADER)?;
+            for r in &report.per_series {
+                writeln!(w, "{}", r.csv())?;
+            }
+            w.flush()
+        };
+        write(&mut w).map_err(|e| format!("--per-series {}: {e}", p.display()))?;
+    }
     for b in &report.bad_files {
         eprintln!("forecast-eval: skipped malformed file: {b}");
     }

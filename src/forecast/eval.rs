@@ -42,6 +42,8 @@ pub struct Options {
     pub jobs: usize,
     /// Which lead-lag links the AR model may use.
     pub links: LinkMode,
+    /// Also report every series' errors ([`Report::per_series`]).
+    pub per_series: bool,
 }
 
 /// The companions each series is given (the AR model keeps a link to one of them only if
@@ -68,6 +70,7 @@ impl Default for Options {
             skip_bad: false,
             jobs: 1,
             links: LinkMode::Own,
+            per_series: false,
         }
     }
 }
@@ -119,6 +122,53 @@ pub struct Report {
     /// Series too short for the warm-up and one full horizon, per resource (in `skipped`).
     #[serde(skip)]
     pub short_series: usize,
+    /// One row per series, model and horizon (only with [`Options::per_series`]).
+    #[serde(skip)]
+    pub per_series: Vec<SeriesRow>,
+}
+
+/// One series' errors for one model at one horizon: what a gmrae is the geometric mean of.
+#[derive(Debug, Clone)]
+pub struct SeriesRow {
+    pub file: PathBuf,
+    pub resource: Resource,
+    pub model: &'static str,
+    pub horizon: usize,
+    pub origins: usize,
+    /// Mean absolute error of the model and of the naive forecast over the origins.
+    pub mae: f64,
+    pub naive_mae: f64,
+}
+
+impl SeriesRow {
+    pub const CSV_HEADER: &'static str = "file,resource,model,horizon,origins,mae,naive_mae,ratio";
+
+    /// A CSV line (no newline); `ratio` (mae / naive_mae) is empty where naive_mae is 0,
+    /// as such series are skipped by the gmrae.
+    pub fn csv(&self) -> String {
+        let ratio = if self.naive_mae > 0.0 {
+            format!("{}", self.mae / self.naive_mae)
+        } else {
+            String::new()
+        };
+        let file = self.file.display().to_string();
+        let file = if file.contains([',', '"', '\n']) {
+            format!("\"{}\"", file.replace('"', "\"\""))
+        } else {
+            file
+        };
+        format!(
+            "{},{},{},{},{},{},{},{}",
+            file,
+            self.resource,
+            self.model,
+            self.horizon,
+            self.origins,
+            self.mae,
+            self.naive_mae,
+            ratio
+        )
+    }
 }
 
 /// One series' sums: per model (candidates, then the ensemble) and horizon.
@@ -424,10 +474,15 @@ pub fn evaluate(
         }
     });
     let mut per_file = Vec::new();
+    let mut paths = Vec::new();
     let mut bad_files = Vec::new();
-    for r in results.into_inner().unwrap().into_iter().flatten() {
+    for (i, r) in results.into_inner().unwrap().into_iter().enumerate() {
+        let Some(r) = r else { continue };
         match r {
-            Ok(v) => per_file.push(v),
+            Ok(v) => {
+                per_file.push(v);
+                paths.push(&files[i]);
+            }
             Err(e) if opt.skip_bad => bad_files.push(e.to_string()),
             Err(e) => return Err(e),
         }
@@ -502,6 +557,28 @@ pub fn evaluate(
             }
         }
     }
+    let mut per_series = Vec::new();
+    if opt.per_series {
+        for (f, path) in per_file.iter().zip(&paths) {
+            for (&r, s) in opt.resources.iter().zip(f) {
+                let Some(s) = s else { continue };
+                let n = s.origins.max(1) as f64;
+                for c in (0..=m).filter(|&c| c == m || opt.enabled[c]) {
+                    for (j, &k) in opt.horizons.iter().enumerate() {
+                        per_series.push(SeriesRow {
+                            file: (*path).clone(),
+                            resource: r,
+                            model: if c < m { names[c] } else { "ensemble" },
+                            horizon: k,
+                            origins: s.origins,
+                            mae: s.abs[c * nh + j] / n,
+                            naive_mae: s.naive_abs[j] / n,
+                        });
+                    }
+                }
+            }
+        }
+    }
     Ok(Report {
         results: rows,
         timing: Timing {
@@ -511,6 +588,7 @@ pub fn evaluate(
         links,
         bad_files,
         short_series,
+        per_series,
     })
 }
 
@@ -645,6 +723,55 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["results"][0]["gmrae"].is_number());
         assert!(json["timing"]["forecast_ns_per_origin"].is_number());
+    }
+
+    #[test]
+    fn per_series_rows_are_what_the_gmrae_averages() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        write(dir.path(), "2.csv", 760);
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            resources: vec![Resource::Cpu, Resource::Net],
+            horizons: vec![1, 12],
+            ..Options::default()
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        assert!(r.per_series.is_empty(), "only when asked");
+        let opt = Options {
+            per_series: true,
+            ..opt
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        let m = candidate_names().len() + 1;
+        assert_eq!(r.per_series.len(), 2 * 2 * m * 2);
+        for row in &r.results {
+            let ratios: Vec<f64> = r
+                .per_series
+                .iter()
+                .filter(|s| {
+                    (s.resource, s.model, s.horizon) == (row.resource, &*row.model, row.horizon)
+                })
+                .filter(|s| s.naive_mae > 0.0)
+                .map(|s| (s.mae / s.naive_mae).clamp(1e-3, 1e3))
+                .collect();
+            assert_eq!(ratios.len(), row.series, "{row:?}");
+            let g = (ratios.iter().map(|x| x.ln()).sum::<f64>() / ratios.len() as f64).exp();
+            assert!((g - row.gmrae.unwrap()).abs() < 1e-9, "{row:?}: {g}");
+        }
+        let s = &r.per_series[0];
+        assert!(s.file.ends_with("1.csv"));
+        assert_eq!(s.origins, 5);
+        let line = s.csv();
+        assert!(
+            line.starts_with(&format!("{},cpu,naive,1,5,", s.file.display())),
+            "{line}"
+        );
+        assert_eq!(
+            line.split(',').count(),
+            SeriesRow::CSV_HEADER.split(',').count()
+        );
     }
 
     #[test]
