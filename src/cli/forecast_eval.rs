@@ -80,8 +80,12 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         links: a.links,
         per_series: a.per_series.is_some(),
     };
+    let mut files = trace::list_dir(&a.trace)?;
+    if let Some(n) = a.limit {
+        files.truncate(n);
+    }
     // Refuse an existing file before the run, not after it.
-    let mut per_series = match &a.per_series {
+    let per_series = match &a.per_series {
         Some(p) => Some((
             p,
             std::fs::OpenOptions::new()
@@ -92,10 +96,6 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         )),
         None => None,
     };
-    let mut files = trace::list_dir(&a.trace)?;
-    if let Some(n) = a.limit {
-        files.truncate(n);
-    }
     let show = !a.json;
     let tty = std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
@@ -113,16 +113,9 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
             let _ = std::fs::remove_file(p);
         }
     })?;
-    if let Some((p, f)) = per_series.as_mut() {
-        let mut w = std::io::BufWriter::new(f);
-        let write = |w: &mut std::io::BufWriter<_>| -> std::io::Result<()> {
-            writeln!(w, "{}", eval::SeriesRow::CSV_HEADER)?;
-            for r in &report.per_series {
-                writeln!(w, "{}", r.csv())?;
-            }
-            w.flush()
-        };
-        write(&mut w).map_err(|e| format!("--per-series {}: {e}", p.display()))?;
+    if let Some((p, f)) = per_series {
+        write_series(f, &report.per_series)
+            .map_err(|e| format!("--per-series {}: {e}", p.display()))?;
     }
     for b in &report.bad_files {
         eprintln!("forecast-eval: skipped malformed file: {b}");
@@ -133,4 +126,14 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         out!("{}", eval::render(&report, &horizons))?;
     }
     Ok(())
+}
+
+/// The `--per-series` CSV: a header, then a line per row.
+fn write_series(f: std::fs::File, rows: &[eval::SeriesRow]) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(w, "{}", eval::SeriesRow::CSV_HEADER)?;
+    for r in rows {
+        writeln!(w, "{}", r.csv())?;
+    }
+    w.flush()
 }
