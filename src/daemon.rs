@@ -23,6 +23,17 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(
+        "{observations} observations ({samples} tenant samples) could not be stored in the \
+         profile database {path} and are lost (the errors above say why)"
+    )]
+    SamplesLost {
+        observations: u64,
+        samples: u64,
+        path: std::path::PathBuf,
+    },
+    #[error("the control loop stopped on an internal error (a panic; see the log above)")]
+    LoopPanicked,
 }
 
 pub struct Options {
@@ -32,6 +43,9 @@ pub struct Options {
 }
 
 pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
+    if cfg.profile.path == crate::config::ProfileConfig::default().path {
+        ProfileDb::create_dir_of(&cfg.profile.path)?;
+    }
     let db = ProfileDb::open(&cfg.profile.path, opts.reset_db)?;
     tracing::info!(path = %db.path().display(), "profile database open");
     let counts = db.counts()?;
@@ -79,16 +93,26 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     })?;
     let _ = stop_tx.send(());
     match control.join() {
-        Ok(Some(stats)) => tracing::info!(
-            samples = stats.samples_committed,
-            transactions = stats.transactions,
-            dropped = stats.observations_dropped,
-            "profile flushed and closed"
-        ),
-        Ok(None) => {}
-        Err(_) => tracing::error!("the control loop panicked"),
+        Ok(Some(stats)) => {
+            tracing::info!(
+                samples = stats.samples_committed,
+                transactions = stats.transactions,
+                write_failures = stats.write_failures,
+                lost = stats.observations_lost,
+                "profile flushed and closed"
+            );
+            if stats.observations_lost > 0 {
+                return Err(DaemonError::SamplesLost {
+                    observations: stats.observations_lost,
+                    samples: stats.samples_lost,
+                    path: cfg.profile.path.clone(),
+                });
+            }
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(_) => Err(DaemonError::LoopPanicked),
     }
-    Ok(())
 }
 
 fn control_loop(

@@ -140,7 +140,9 @@ const SAMPLE_COLUMNS: &[Column] = &[
     }),
 ];
 
-/// Errors of the profile database, each naming the file.
+/// Errors of the profile database, each naming the file and giving the advice that fits
+/// that case alone. Only [`ProfileError::Foreign`] and [`ProfileError::Corrupt`] are cases
+/// that `--reset-db` may move aside: every other one leaves the file as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error(
@@ -162,6 +164,35 @@ pub enum ProfileError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "cannot open {path}: {source}. The daemon's user must be able to read and write it; \
+         the file was not changed"
+    )]
+    CannotOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} cannot be written ({why}): every sample would be lost. Make it writable by the \
+         daemon's user; the file was not changed"
+    )]
+    ReadOnly { path: PathBuf, why: String },
+    #[error(
+        "cannot create {what} in {dir} ({source}): the daemon's user must be able to create \
+         files in that directory (SQLite keeps its write-ahead log beside the database). \
+         {path} was not changed"
+    )]
+    DirNotWritable {
+        path: PathBuf,
+        dir: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the directory {dir} of the profile database {path} does not exist; create it, or \
+         point --db / [profile] path elsewhere"
+    )]
+    NoDir { path: PathBuf, dir: PathBuf },
     #[error("cannot move {path} aside to {to}: {source}")]
     MoveAside {
         path: PathBuf,
@@ -178,6 +209,17 @@ pub enum ProfileError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+}
+
+impl ProfileError {
+    /// Why a file that `--reset-db` may move aside is unusable (None for every other case).
+    fn unusable_because(&self) -> Option<String> {
+        match self {
+            ProfileError::Foreign { why, .. } => Some(format!("not a prescient profile ({why})")),
+            ProfileError::Corrupt { why, .. } => Some(format!("corrupt ({why})")),
+            _ => None,
+        }
+    }
 }
 
 /// Retention settings.
@@ -211,13 +253,21 @@ pub struct Counts {
 }
 
 impl ProfileDb {
-    /// Open (creating if absent) and migrate. With `reset`, an existing file that cannot be
-    /// used is renamed to `<file>.bad-<unix seconds>` first (never deleted).
+    /// Open (creating the file if absent; its directory must exist) and migrate. A file that
+    /// cannot be read or written, or whose directory does not let SQLite keep its
+    /// write-ahead log, is refused before anything is written. With `reset`, an existing file
+    /// that is not a prescient profile or is corrupt is renamed to `<file>.bad-<unix
+    /// seconds>` first (never deleted); a valid profile is never moved.
     pub fn open(path: &Path, reset: bool) -> Result<ProfileDb, ProfileError> {
         match Self::open_checked(path) {
-            Err(e @ (ProfileError::Foreign { .. } | ProfileError::Corrupt { .. })) if reset => {
+            Err(e) if reset && e.unusable_because().is_some() => {
+                let why = e.unusable_because().unwrap_or_default();
                 let to = move_aside(path)?;
-                tracing::warn!("{e}; moved it to {} and starting a new one", to.display());
+                tracing::warn!(
+                    "{} was {why}: moved it to {} (--reset-db); starting a new profile",
+                    path.display(),
+                    to.display()
+                );
                 Self::open_checked(path)
             }
             other => other,
@@ -229,13 +279,7 @@ impl ProfileDb {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ProfileError::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        check_header(path)?;
+        check_access(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -245,20 +289,27 @@ impl ProfileDb {
         .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
-        let corrupt = |why: String| ProfileError::Corrupt {
-            path: path.to_path_buf(),
-            why,
+        // Only SQLite's own verdict of damage makes a file corrupt; anything else (a lock, an
+        // I/O error) is reported as it is, with no advice to move a good file aside.
+        let read = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                ProfileError::Corrupt {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                }
+            }
+            _ => sql(e),
         };
         // Reading the schema is the first thing that touches the pages.
         let app_id: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(read)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(read)?;
         let objects: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(read)?;
         if app_id != APPLICATION_ID && !(app_id == 0 && objects == 0) {
             return Err(ProfileError::Foreign {
                 path: path.to_path_buf(),
@@ -276,9 +327,19 @@ impl ProfileDb {
         }
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(read)?;
         if check != "ok" {
-            return Err(corrupt(check));
+            return Err(ProfileError::Corrupt {
+                path: path.to_path_buf(),
+                why: check,
+            });
+        }
+        // Say now, not once per sample, that nothing could be stored.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
+            return Err(ProfileError::ReadOnly {
+                path: path.to_path_buf(),
+                why: "SQLite could open it only for reading".into(),
+            });
         }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
@@ -324,6 +385,23 @@ impl ProfileDb {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Create the directory of `path` (with its parents) if it is missing: for the default
+    /// location, which a package may not have made yet. A path the operator chose is used
+    /// as given: its missing directory is an error ([`ProfileError::NoDir`]), not a guess.
+    pub fn create_dir_of(path: &Path) -> Result<(), ProfileError> {
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => {
+                std::fs::create_dir_all(dir).map_err(|source| ProfileError::CreateDir {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                tracing::info!(dir = %dir.display(), "created the profile's directory");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Store one or more observations in a single transaction.
@@ -492,6 +570,12 @@ impl ProfileDb {
         })
     }
 
+    /// Make every later write fail, as on a file that became read-only under the daemon.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self) {
+        self.conn.execute_batch("PRAGMA query_only=ON").unwrap();
+    }
+
     /// Checkpoint the WAL into the main file (at shutdown).
     pub fn checkpoint(&self) -> Result<(), ProfileError> {
         self.conn
@@ -509,15 +593,68 @@ fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + Copy + '
     }
 }
 
+/// What the file system allows, checked before SQLite touches anything: the directory
+/// exists; an existing file can be read, starts like an SQLite file, and can be written; the
+/// directory lets this process create files (the database, or SQLite's `-wal` and `-shm`
+/// beside it).
+fn check_access(path: &Path) -> Result<(), ProfileError> {
+    use rustix::fs::{Access, access};
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(ProfileError::NoDir {
+            path: path.to_path_buf(),
+            dir,
+        });
+    }
+    let exists = path.exists();
+    if exists {
+        check_header(path)?;
+        if let Err(e) = access(path, Access::WRITE_OK) {
+            return Err(ProfileError::ReadOnly {
+                path: path.to_path_buf(),
+                why: std::io::Error::from(e).to_string(),
+            });
+        }
+    }
+    if let Err(e) = access(&dir, Access::WRITE_OK | Access::EXEC_OK) {
+        return Err(ProfileError::DirNotWritable {
+            path: path.to_path_buf(),
+            dir,
+            what: if exists {
+                "the database's write-ahead log"
+            } else {
+                "the database"
+            },
+            source: e.into(),
+        });
+    }
+    Ok(())
+}
+
 /// A non-empty file that does not start with SQLite's header is foreign: say so before SQLite
 /// gets a chance to treat it as something else.
 fn check_header(path: &Path) -> Result<(), ProfileError> {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Ok(()); // absent: will be created
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // will be created
+        Err(source) => {
+            return Err(ProfileError::CannotOpen {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut head = [0u8; 16];
-    let n = f.read(&mut head).unwrap_or(0);
+    let n = f
+        .read(&mut head)
+        .map_err(|source| ProfileError::CannotOpen {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if n == 0 {
         return Ok(());
     }

@@ -29,7 +29,7 @@ fn obs(collector: &mut Collector, t_s: i64, n_tenants: usize) -> Observation {
 #[test]
 fn creates_migrates_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sub/profile.db");
+    let path = dir.path().join("profile.db");
     let mut db = ProfileDb::open(&path, false).unwrap();
     let mut c = Collector::new();
     let batch: Vec<_> = (0..5).map(|i| obs(&mut c, 1000 + 10 * i, 3)).collect();
@@ -219,7 +219,52 @@ fn writer_batches_and_flushes() {
     let stats = w.shutdown();
     assert_eq!(stats.samples_committed, 400);
     assert!(stats.transactions >= 1 && stats.transactions <= 100);
-    assert_eq!(stats.observations_dropped, 0);
+    assert_eq!(stats.observations_lost, 0);
+}
+
+#[test]
+fn samples_wait_while_the_database_is_locked_and_are_stored_after() {
+    let (_dir, path, mut w) = writer_fixture();
+    let mut c = Collector::new();
+    w.submit(obs(&mut c, 1000, 3));
+    w.flush().unwrap();
+    // Another process holds the write lock for longer than the writer's busy timeout.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for i in 1..=5 {
+        w.submit(obs(&mut c, 1000 + 10 * i, 3));
+    }
+    assert!(w.flush().is_err(), "the write fails while the lock is held");
+    other.execute_batch("ROLLBACK").unwrap();
+    w.flush().unwrap();
+    let stats = w.shutdown();
+    assert_eq!(stats.samples_committed, 18, "the waiting samples were kept");
+    assert_eq!(stats.observations_lost, 0);
+    assert!(stats.write_failures >= 1);
+    let reader = ProfileDb::open(&path, false).unwrap();
+    assert_eq!(reader.counts().unwrap().samples, 18);
+}
+
+#[test]
+fn samples_that_cannot_be_stored_by_shutdown_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let db = ProfileDb::open(&path, false).unwrap();
+    db.refuse_writes();
+    let mut w = writer::ProfileWriter::spawn(
+        db,
+        Retention::default(),
+        std::time::Duration::from_secs(3600),
+    );
+    let mut c = Collector::new();
+    for i in 0..3 {
+        w.submit(obs(&mut c, 1000 + 10 * i, 4));
+    }
+    assert!(w.flush().is_err());
+    let stats = w.shutdown();
+    assert_eq!(stats.samples_committed, 0);
+    assert_eq!((stats.observations_lost, stats.samples_lost), (3, 12));
+    assert!(stats.write_failures >= 1);
 }
 
 #[test]
@@ -269,4 +314,41 @@ fn a_version_1_profile_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(v, 2);
+}
+
+#[test]
+fn a_missing_directory_is_named_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("profile.db");
+    let err = ProfileDb::open(&path, true).err().unwrap();
+    assert!(matches!(err, ProfileError::NoDir { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert!(!dir.path().join("no-such-dir").exists());
+    ProfileDb::create_dir_of(&path).unwrap();
+    ProfileDb::open(&path, false).unwrap();
+}
+
+#[test]
+fn reset_moves_aside_only_unusable_files_with_one_true_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    std::fs::write(&path, "not sqlite at all, but long enough\n").unwrap();
+    let e = ProfileDb::open(&path, false).err().unwrap();
+    assert_eq!(
+        e.unusable_because().as_deref(),
+        Some("not a prescient profile (it is not an SQLite file)")
+    );
+    // Cases that are not about the file's contents are never moved aside.
+    for e in [
+        ProfileError::ReadOnly {
+            path: path.clone(),
+            why: "x".into(),
+        },
+        ProfileError::NoDir {
+            path: path.clone(),
+            dir: dir.path().into(),
+        },
+    ] {
+        assert_eq!(e.unusable_because(), None, "{e}");
+    }
 }

@@ -8,8 +8,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Observations that may wait for the writer before new ones are dropped (and counted).
+/// Observations that may wait for the writer before new ones are dropped (and counted); also
+/// how many are kept in memory while the database cannot be written.
 const QUEUE: usize = 4096;
+/// While writes keep failing, how often the failure is logged again.
+const REMIND_EVERY: Duration = Duration::from_secs(60);
 /// Observations committed in one transaction at most.
 const MAX_BATCH: usize = 512;
 
@@ -25,14 +28,65 @@ enum Msg {
 pub struct WriterStats {
     pub samples_committed: u64,
     pub transactions: u64,
-    pub observations_dropped: u64,
-    pub errors: u64,
+    /// Observations never stored: dropped while the writer was behind or the database could
+    /// not be written for longer than the queue holds, or still unstored at shutdown.
+    pub observations_lost: u64,
+    /// The tenant samples in those observations.
+    pub samples_lost: u64,
+    /// Failed attempts to store samples (each is retried with what is queued).
+    pub write_failures: u64,
+}
+
+/// What [`FailureLog`] says about one failed write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Said {
+    /// The first failure of a run of them: logged at once.
+    First,
+    /// A reminder, at most every [`REMIND_EVERY`].
+    Reminder,
+    Nothing,
+}
+
+/// Makes a failing database loud without flooding the log: the first failure at once, then a
+/// reminder at most every [`REMIND_EVERY`], and one line when writes work again.
+#[derive(Debug, Default)]
+struct FailureLog {
+    failing_since: Option<Instant>,
+    last_said: Option<Instant>,
+    failures_in_run: u64,
+}
+
+impl FailureLog {
+    fn failed(&mut self, now: Instant) -> Said {
+        self.failures_in_run += 1;
+        match (self.failing_since, self.last_said) {
+            (None, _) => {
+                self.failing_since = Some(now);
+                self.last_said = Some(now);
+                Said::First
+            }
+            (Some(_), Some(t)) if now.duration_since(t) < REMIND_EVERY => Said::Nothing,
+            _ => {
+                self.last_said = Some(now);
+                Said::Reminder
+            }
+        }
+    }
+
+    /// Writes work again: how long they had failed, if they had.
+    fn recovered(&mut self, now: Instant) -> Option<(Duration, u64)> {
+        let since = self.failing_since.take()?;
+        self.last_said = None;
+        let n = std::mem::take(&mut self.failures_in_run);
+        Some((now.duration_since(since), n))
+    }
 }
 
 pub struct ProfileWriter {
     tx: SyncSender<Msg>,
     handle: JoinHandle<WriterStats>,
     dropped: u64,
+    dropped_samples: u64,
 }
 
 impl ProfileWriter {
@@ -47,6 +101,7 @@ impl ProfileWriter {
             tx,
             handle,
             dropped: 0,
+            dropped_samples: 0,
         }
     }
 
@@ -55,12 +110,17 @@ impl ProfileWriter {
     pub fn submit(&mut self, obs: Observation) {
         match self.tx.try_send(Msg::Write(Box::new(obs))) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
                 self.dropped += 1;
-                tracing::error!(
-                    dropped = self.dropped,
-                    "profile writer is behind; dropped an observation"
-                );
+                if let Msg::Write(o) = m {
+                    self.dropped_samples += o.tenants.len() as u64;
+                }
+                if self.dropped.is_power_of_two() {
+                    tracing::error!(
+                        dropped = self.dropped,
+                        "profile writer is behind; observations are being dropped"
+                    );
+                }
             }
         }
     }
@@ -94,7 +154,8 @@ impl ProfileWriter {
     pub fn shutdown(self) -> WriterStats {
         drop(self.tx);
         let mut stats = self.handle.join().unwrap_or_default();
-        stats.observations_dropped += self.dropped;
+        stats.observations_lost += self.dropped;
+        stats.samples_lost += self.dropped_samples;
         stats
     }
 }
@@ -110,29 +171,54 @@ fn run(
     let mut last_maintenance = Instant::now();
     let mut newest_ms = 0i64;
 
-    let commit = |db: &mut ProfileDb, pending: &mut Vec<Observation>, stats: &mut WriterStats| {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        match db.write(pending) {
-            Ok(n) => {
-                stats.samples_committed += n as u64;
-                stats.transactions += 1;
-                pending.clear();
-                Ok(())
+    let mut failures = FailureLog::default();
+    let mut commit =
+        |db: &mut ProfileDb, pending: &mut Vec<Observation>, stats: &mut WriterStats| {
+            if pending.is_empty() {
+                return Ok(());
             }
-            Err(e) => {
-                stats.errors += 1;
-                tracing::error!("cannot store samples (kept for the next try): {e}");
-                if pending.len() > QUEUE {
-                    let excess = pending.len() - QUEUE;
-                    pending.drain(..excess);
-                    stats.observations_dropped += excess as u64;
+            match db.write(pending) {
+                Ok(n) => {
+                    stats.samples_committed += n as u64;
+                    stats.transactions += 1;
+                    if let Some((took, tries)) = failures.recovered(Instant::now()) {
+                        tracing::info!(
+                            "the profile database {} is writable again after {:.0} s and {tries} \
+                         failed attempts; {n} waiting samples stored",
+                            db.path().display(),
+                            took.as_secs_f64()
+                        );
+                    }
+                    pending.clear();
+                    Ok(())
                 }
-                Err(e.to_string())
+                Err(e) => {
+                    stats.write_failures += 1;
+                    if pending.len() > QUEUE {
+                        let excess = pending.len() - QUEUE;
+                        stats.observations_lost += excess as u64;
+                        stats.samples_lost += pending
+                            .drain(..excess)
+                            .map(|o| o.tenants.len() as u64)
+                            .sum::<u64>();
+                    }
+                    match failures.failed(Instant::now()) {
+                        Said::First => tracing::error!(
+                            "cannot store samples: {e}. They are kept in memory (up to {QUEUE} \
+                         observations, the oldest dropped first) and retried"
+                        ),
+                        Said::Reminder => tracing::error!(
+                            queued = pending.len(),
+                            lost = stats.observations_lost,
+                            failures = stats.write_failures,
+                            "the profile database still cannot be written: {e}"
+                        ),
+                        Said::Nothing => {}
+                    }
+                    Err(e.to_string())
+                }
             }
-        }
-    };
+        };
 
     while let Ok(first) = rx.recv() {
         let mut flushes = Vec::new();
@@ -170,8 +256,11 @@ fn run(
             }
         }
     }
-    // Channel closed: shutting down.
-    let _ = commit(&mut db, &mut pending, &mut stats);
+    // Channel closed: shutting down. What cannot be stored now is lost: count it.
+    if commit(&mut db, &mut pending, &mut stats).is_err() {
+        stats.observations_lost += pending.len() as u64;
+        stats.samples_lost += pending.iter().map(|o| o.tenants.len() as u64).sum::<u64>();
+    }
     if let Err(e) = finish(&mut db, newest_ms, retention) {
         tracing::error!("profile shutdown: {e}");
     }
@@ -183,4 +272,27 @@ fn finish(db: &mut ProfileDb, newest_ms: i64, retention: Retention) -> Result<()
         db.maintain(newest_ms, retention)?;
     }
     db.checkpoint()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_said_once_then_reminded_at_most_every_minute() {
+        let t0 = Instant::now();
+        let mut log = FailureLog::default();
+        assert_eq!(log.failed(t0), Said::First);
+        for s in 1..60 {
+            assert_eq!(log.failed(t0 + Duration::from_secs(s)), Said::Nothing);
+        }
+        assert_eq!(log.failed(t0 + Duration::from_secs(60)), Said::Reminder);
+        assert_eq!(log.failed(t0 + Duration::from_secs(61)), Said::Nothing);
+        assert_eq!(log.failed(t0 + Duration::from_secs(125)), Said::Reminder);
+        let (took, tries) = log.recovered(t0 + Duration::from_secs(130)).unwrap();
+        assert_eq!((took, tries), (Duration::from_secs(130), 63));
+        assert_eq!(log.recovered(t0 + Duration::from_secs(131)), None);
+        // A new run of failures starts loud again.
+        assert_eq!(log.failed(t0 + Duration::from_secs(140)), Said::First);
+    }
 }
