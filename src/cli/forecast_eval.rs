@@ -118,7 +118,7 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
             .map_err(|e| format!("--per-series {}: {e}", p.display()))?;
     }
     for b in &report.bad_files {
-        eprintln!("forecast-eval: skipped malformed file: {b}");
+        errln!("prescient: skipped: {b}");
     }
     if a.json {
         outln!("{}", serde_json::to_string(&report)?)?;

@@ -18,6 +18,14 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` that never panics: a note on stderr is lost, not fatal, when stderr is closed.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod collect;
 pub mod daemon;

@@ -111,7 +111,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         crate::trace::read_dir(&a.trace, a.skip_bad, |i, _| reading.set_position(i as u64))?;
     reading.finish_and_clear();
     for e in &skipped {
-        eprintln!("prescient: skipped: {e}");
+        errln!("prescient: skipped: {e}");
     }
     let max_steps = a
         .days
