@@ -92,6 +92,15 @@ pub enum TraceError {
         line: usize,
         message: String,
     },
+    #[error(
+        "{path}: not a gzip file (its name ends in .gz); compress it with gzip or rename it to .csv"
+    )]
+    NotGzip { path: PathBuf },
+    #[error("{path}: the gzip data is damaged or cut short ({source})")]
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{dir}: no .csv or .csv.gz trace files")]
     NoFiles { dir: PathBuf },
 }
@@ -114,13 +123,35 @@ pub fn read_file(path: &Path) -> Result<VmTrace, TraceError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    parse(path, BufReader::with_capacity(1 << 16, reader))
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    if path.extension().is_none_or(|e| e != "gz") {
+        return parse(path, BufReader::with_capacity(1 << 16, file));
+    }
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut file, &mut magic).map_err(io)?;
+    if n < 2 || magic != [0x1f, 0x8b] {
+        return Err(TraceError::NotGzip {
+            path: path.to_path_buf(),
+        });
+    }
+    let file = std::io::Cursor::new(magic).chain(file);
+    let reader = flate2::read::MultiGzDecoder::new(file);
+    parse(path, BufReader::with_capacity(1 << 16, reader)).map_err(|e| match e {
+        TraceError::Io { path, source } => TraceError::Gzip { path, source },
+        e => e,
+    })
+}
+
+/// Read until `buf` is full or the input ends; how many bytes were read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// Parse trace text (the reader of [`read_file`], exposed for tests).

@@ -51,6 +51,15 @@ fn one_policy_prints_one_object_with_every_field() {
         }
     }
     assert!(v["overall"]["weighted_shortfall"].is_number());
+    // The facts the table's first line gives.
+    let setup = &v["setup"];
+    assert_eq!(setup["tenants"], 4);
+    assert!(setup["intervals"].as_u64().unwrap() > 0);
+    assert_eq!(setup["interval_s"], 300);
+    assert_eq!(setup["capacity_fraction"], 1.0);
+    for r in ["cpu", "mem", "disk", "net"] {
+        assert!(setup["capacity"][r].as_f64().unwrap() >= 0.0, "{r}");
+    }
 }
 
 #[test]
@@ -157,6 +166,16 @@ fn operator_mistakes_get_clear_errors() {
         (vec!["--policy", "vpa", "--knob", "2"], "percentile"),
         (vec!["--classes", "gold=0.9,silver=0.9"], "add up"),
         (vec!["--capacity-fraction", "0"], "--capacity-fraction"),
+        // A negative number reaches the range check, with or without `=`.
+        (vec!["--days", "-2"], "--days -2 must be > 0"),
+        (
+            vec!["--capacity-fraction", "-1"],
+            "--capacity-fraction -1 must be > 0",
+        ),
+        (
+            vec!["--balloon-speed", "-1"],
+            "--balloon-speed -1 must be > 0",
+        ),
     ] {
         let mut all = vec!["--trace", t];
         all.extend(args);
@@ -186,4 +205,81 @@ fn a_closed_output_pipe_ends_the_command_quietly() {
     assert!(out.status.success(), "status {:?}: {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains("error"), "{err}");
+}
+
+/// The GWA-T-12 header line alone.
+const HEADER: &str = "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\tDisk read throughput [KB/s];\tDisk write throughput [KB/s];\tNetwork received throughput [KB/s];\tNetwork transmitted throughput [KB/s]\n";
+
+#[test]
+fn no_data_is_an_error_not_a_perfect_score() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1.csv"), HEADER).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = simulate(&["--trace", d, "--policy", "static"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no tenant-interval") && err.contains(d),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no table of zeros");
+
+    // Every file bad, skipped: nothing left to replay.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("1.csv"), "garbage\n").unwrap();
+    let b = bad.path().to_str().unwrap();
+    let out = simulate(&["--trace", b, "--policy", "static", "--skip-bad", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no tenant-interval") && err.contains("1 skipped"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_gz_file_that_is_not_gzip_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("4.csv.gz"), HEADER).unwrap();
+    let out = simulate(&["--trace", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("4.csv.gz: not a gzip file"), "{err}");
+}
+
+fn prescient(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args(args)
+        .output()
+        .expect("running prescient")
+}
+
+#[test]
+fn forecast_eval_and_bench_refuse_traces_with_nothing_to_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1.csv"), HEADER).unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["forecast-eval", "--trace", d],
+            "no series could be scored",
+        ),
+        (
+            vec!["bench", "forecast", "--trace", d, "--passes", "1"],
+            "has more than 2016 rows",
+        ),
+        (vec!["bench", "forecast", "--passes", "0"], "--passes"),
+        (vec!["bench", "forecast", "--files", "0"], "--files"),
+    ] {
+        let out = prescient(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("0.00 µs"),
+            "{args:?}: no zero timings"
+        );
+    }
 }

@@ -16,13 +16,15 @@ pub enum BenchWhat {
         /// Trace directory to replay (default: synthetic series).
         #[arg(long, value_name = "DIR")]
         trace: Option<PathBuf>,
-        /// Trace files to use (each gives four series).
-        #[arg(long, default_value_t = 5, value_name = "N")]
-        files: usize,
+        /// Trace files to use (each gives four series); at least 1.
+        #[arg(long, default_value_t = 5, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        files: u64,
         /// Passes over the series; the pass with the median forecast cost is reported (a
-        /// shared or virtualised host's timings vary from one pass to the next).
-        #[arg(long, default_value_t = 5, value_name = "N")]
-        passes: usize,
+        /// shared or virtualised host's timings vary from one pass to the next); at least 1.
+        #[arg(long, default_value_t = 5, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        passes: u64,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -37,9 +39,20 @@ pub fn run(a: BenchArgs) -> super::CliResult {
             passes,
             json,
         } => {
-            let series = bench::load(trace.as_ref(), files)?;
-            let mut runs: Vec<bench::BenchReport> = (0..passes.max(1))
-                .map(|_| bench::run(&series, 2016, 12))
+            let series = bench::load(trace.as_ref(), files as usize)?;
+            if series.iter().all(|s| s.len() <= bench::WARMUP) {
+                return Err(format!(
+                    "{}: no trace among the first {files} files has more than {} rows (a week \
+                     of 5-minute steps to warm the forecasters up before timing them)",
+                    trace
+                        .as_ref()
+                        .map_or("synthetic".into(), |t| t.display().to_string()),
+                    bench::WARMUP
+                )
+                .into());
+            }
+            let mut runs: Vec<bench::BenchReport> = (0..passes)
+                .map(|_| bench::run(&series, bench::WARMUP, 12))
                 .collect();
             runs.sort_by(|a, b| a.forecast_cpu_ns.total_cmp(&b.forecast_cpu_ns));
             let spread = (
@@ -76,7 +89,7 @@ pub fn run(a: BenchArgs) -> super::CliResult {
                     "forecast 48 steps with p50/p90/p95/p99: {:.2} µs CPU ({:.2} µs wall); median of {} passes, which ranged {:.2}–{:.2} µs CPU",
                     r.forecast_cpu_ns / 1e3,
                     r.forecast_wall_ns / 1e3,
-                    passes.max(1),
+                    passes,
                     spread.0 / 1e3,
                     spread.1 / 1e3
                 )?;

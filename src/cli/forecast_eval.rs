@@ -113,6 +113,23 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
             let _ = std::fs::remove_file(p);
         }
     })?;
+    if report.results.iter().all(|r| r.series == 0) {
+        if let Some((p, _)) = &per_series {
+            let _ = std::fs::remove_file(p);
+        }
+        for b in &report.bad_files {
+            errln!("prescient: skipped: {b}");
+        }
+        return Err(format!(
+            "{}: no series could be scored ({} files read, {} malformed; a series needs more \
+             than --warmup {} steps plus the longest horizon)",
+            a.trace.display(),
+            files.len(),
+            report.bad_files.len(),
+            a.warmup
+        )
+        .into());
+    }
     if let Some((p, f)) = per_series {
         write_series(f, &report.per_series)
             .map_err(|e| format!("--per-series {}: {e}", p.display()))?;

@@ -27,7 +27,12 @@ pub struct SimulateArgs {
     pub sweep: bool,
     /// Host capacity per resource = F × the 99th percentile over time of the tenants' summed
     /// demand.
-    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub capacity_fraction: f64,
     /// Tenant classes: shares such as `gold=0.2,silver=0.5,bronze=0.3` (drawn with --seed),
     /// or a file of `NAME CLASS` lines.
@@ -41,10 +46,15 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
     /// Replay only the first D days.
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", allow_negative_numbers = true)]
     pub days: Option<f64>,
     /// How fast the balloon takes memory back, GiB/s.
-    #[arg(long, value_name = "GIB_PER_S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "GIB_PER_S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub balloon_speed: f64,
     /// Leave out trace files with malformed rows (each is reported) instead of stopping.
     #[arg(long)]
@@ -117,6 +127,14 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         .days
         .map(|d| (d * 86_400.0 / sim::replay::INTERVAL_S as f64).round() as usize);
     let replay = Arc::new(Replay::align(&traces, max_steps));
+    if replay.tenant_intervals() == 0 {
+        return Err(sim::SimError::NoData {
+            dir: a.trace.clone(),
+            files: traces.len(),
+            skipped: skipped.len(),
+        }
+        .into());
+    }
     drop(traces);
     let names: Vec<String> = replay.tenants.iter().map(|t| t.name.clone()).collect();
     let classes = if a.classes.contains('=') {
@@ -161,21 +179,37 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
     if let Some(path) = &a.plot {
         sim::plot::frontiers(path, &reports)?;
     }
+    let setup = Setup {
+        tenants: replay.tenants.len(),
+        present_at_end: replay.present(replay.steps.saturating_sub(1)),
+        intervals: replay.steps,
+        interval_s: sim::replay::INTERVAL_S,
+        capacity_fraction: a.capacity_fraction,
+        capacity: host.capacity,
+        capacity_units: "cpu MHz, mem KiB, disk and net KiB/s (the traces' units)",
+        files_skipped: skipped.len(),
+    };
     if a.json {
-        if reports.len() == 1 {
-            outln!("{}", serde_json::to_string(&reports[0])?)?;
+        let runs: Vec<Run> = reports
+            .iter()
+            .map(|report| Run {
+                report,
+                setup: &setup,
+            })
+            .collect();
+        if runs.len() == 1 {
+            outln!("{}", serde_json::to_string(&runs[0])?)?;
         } else {
-            outln!("{}", serde_json::to_string(&reports)?)?;
+            outln!("{}", serde_json::to_string(&runs)?)?;
         }
     } else {
-        let present_end = replay.present(replay.steps.saturating_sub(1));
         outln!(
             "{} tenants ({} present at the end), {} intervals of {} s, capacity {:.2} × p99 of total demand{}",
-            replay.tenants.len(),
-            present_end,
-            replay.steps,
-            sim::replay::INTERVAL_S,
-            a.capacity_fraction,
+            setup.tenants,
+            setup.present_at_end,
+            setup.intervals,
+            setup.interval_s,
+            setup.capacity_fraction,
             if skipped.is_empty() {
                 String::new()
             } else {
@@ -192,6 +226,27 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         }
     }
     Ok(())
+}
+
+/// What was replayed: the facts the table's first line gives, for `--json`.
+#[derive(Debug, serde::Serialize)]
+struct Setup {
+    tenants: usize,
+    present_at_end: usize,
+    intervals: usize,
+    interval_s: i64,
+    capacity_fraction: f64,
+    capacity: crate::model::PerResource<f64>,
+    capacity_units: &'static str,
+    files_skipped: usize,
+}
+
+/// One run as `--json` prints it: the report's fields, and the setup beside them.
+#[derive(serde::Serialize)]
+struct Run<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    setup: &'a Setup,
 }
 
 fn rate(v: Option<f64>) -> String {

@@ -11,6 +11,9 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Steps every series trains on before forecasts are timed (a week of 5-minute steps).
+pub const WARMUP: usize = 2016;
+
 /// This thread's CPU time in nanoseconds.
 pub fn thread_cpu_ns() -> u128 {
     cpu_time::ThreadTime::try_now().map_or(0, |t| t.as_duration().as_nanos())

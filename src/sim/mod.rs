@@ -31,6 +31,15 @@ pub enum SimError {
         knob: f64,
         expected: &'static str,
     },
+    #[error(
+        "{dir}: no tenant-interval to replay ({files} trace files read, {skipped} skipped; none \
+         has a row in the replayed period): nothing was simulated"
+    )]
+    NoData {
+        dir: std::path::PathBuf,
+        files: usize,
+        skipped: usize,
+    },
     #[error(transparent)]
     Backend(#[from] BackendError),
 }

@@ -80,6 +80,11 @@ impl Replay {
         replay
     }
 
+    /// Tenant-intervals with a tenant present: what a replay scores.
+    pub fn tenant_intervals(&self) -> usize {
+        (0..self.steps).map(|k| self.present(k)).sum()
+    }
+
     /// How many tenants are present in interval `k`.
     pub fn present(&self, k: usize) -> usize {
         self.tenants.iter().filter(|t| t.present(k)).count()
