@@ -295,15 +295,15 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         })
         .collect();
 
-    // A total with an unknown part is unknown.
-    let disk_total: Option<f64> = disks
-        .iter()
-        .flat_map(|d| [d.rd_bytes_per_s, d.wr_bytes_per_s])
-        .sum();
-    let net_total: Option<f64> = nics
-        .iter()
-        .flat_map(|n| [n.rx_bytes_per_s, n.tx_bytes_per_s])
-        .sum();
+    let disk_total = total(
+        disks
+            .iter()
+            .flat_map(|d| [d.rd_bytes_per_s, d.wr_bytes_per_s]),
+    );
+    let net_total = total(
+        nics.iter()
+            .flat_map(|n| [n.rx_bytes_per_s, n.tx_bytes_per_s]),
+    );
     let inferred = PerResource {
         cpu: cpu.delay_ratio.is_some_and(|r| r >= 0.1),
         mem: mem.swap_in_kib_per_s.is_some_and(|r| r > 0.0),
@@ -327,14 +327,26 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         usage: PerResource {
             cpu: cores,
             mem: used_kib.map(|v| v as f64),
-            disk: disk_total.filter(|_| !disks.is_empty()),
-            net: net_total.filter(|_| !nics.is_empty()),
+            disk: disk_total,
+            net: net_total,
         },
         cpu,
         mem,
         disks,
         nics,
     }
+}
+
+/// The sum of per-device values: unknown (None) if any part is unknown or there is no
+/// device at all (a domain without disks has no disk rate, not a rate of 0).
+pub fn total(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut any = false;
+    for v in values {
+        sum += v?;
+        any = true;
+    }
+    any.then_some(sum)
 }
 
 #[cfg(test)]

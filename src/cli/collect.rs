@@ -1,5 +1,5 @@
 use crate::backend::libvirt::LibvirtBackend;
-use crate::collect::Observation;
+use crate::collect::{Observation, total};
 use crate::pipeline::Controller;
 use clap::Args;
 use std::fmt::Write as _;
@@ -17,7 +17,12 @@ pub struct CollectArgs {
     #[arg(long, value_name = "N")]
     pub rounds: Option<u64>,
     /// Seconds between the bulk reads that rates are derived from.
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 2.0,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub window: f64,
     /// One JSON object per round (`{"at_unix_ms":…, "host":{…}, "tenants":[…]}`) instead of
     /// a table.
@@ -47,20 +52,33 @@ pub fn run(a: CollectArgs) -> super::CliResult {
     Ok(())
 }
 
+/// A value in the table's unit, `-` when unknown (as `null` in the JSON); never `-0.00`.
 fn opt(v: Option<f64>, scale: f64, digits: usize) -> String {
     match v {
-        Some(v) => format!("{:.*}", digits, v / scale),
+        Some(v) => {
+            let s = format!("{:.*}", digits, v / scale);
+            match s.strip_prefix('-') {
+                Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_string(),
+                _ => s,
+            }
+        }
         None => "-".into(),
     }
+}
+
+/// A Unix time in milliseconds as UTC to the second, e.g. `2026-12-02T06:37:59Z`.
+pub fn utc(at_unix_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_unix_ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A per-tenant table for people: CPU in cores, memory in MiB, I/O in MB/s.
 pub fn render_table(obs: &Observation) -> String {
     let mut s = String::new();
-    let at = obs.at_unix_ms as f64 / 1000.0;
     let _ = writeln!(
         s,
-        "at {at:.1} · host {} · {} CPUs · {} MiB · {} tenants",
+        "{} · host {} · {} CPUs · {} MiB · {} tenants",
+        utc(obs.at_unix_ms),
         obs.host.hostname,
         obs.host.cpus,
         obs.host.memory_kib / 1024,
@@ -90,8 +108,8 @@ pub fn render_table(obs: &Observation) -> String {
     let mut tenants: Vec<_> = obs.tenants.iter().collect();
     tenants.sort_by(|a, b| a.id.name.cmp(&b.id.name));
     for t in tenants {
-        let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| t.disks.iter().map(f).sum();
-        let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| t.nics.iter().map(f).sum();
+        let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| total(t.disks.iter().map(f));
+        let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| total(t.nics.iter().map(f));
         let kib = |v: Option<u64>| opt(v.map(|v| v as f64), 1024.0, 0);
         let mut name = t.id.name.to_string();
         if t.policy.metadata_error.is_some() {
@@ -115,4 +133,30 @@ pub fn render_table(obs: &Observation) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_negative_zero_values_read_as_people_expect() {
+        assert_eq!(opt(None, 1.0, 2), "-");
+        assert_eq!(opt(Some(-0.0), 1e6, 2), "0.00");
+        assert_eq!(opt(Some(-1e-9), 1.0, 2), "0.00");
+        assert_eq!(opt(Some(-1.5), 1.0, 1), "-1.5");
+        assert_eq!(opt(Some(2048.0), 1024.0, 0), "2");
+        assert_eq!(
+            total(std::iter::empty()),
+            None,
+            "no device: unknown, not -0"
+        );
+        assert_eq!(total([Some(1.0), None].into_iter()), None);
+        assert_eq!(total([Some(1.0), Some(2.0)].into_iter()), Some(3.0));
+    }
+
+    #[test]
+    fn times_are_shown_as_utc() {
+        assert_eq!(utc(1_796_190_861_900), "2026-12-02T05:54:21Z");
+    }
 }

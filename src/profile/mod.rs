@@ -12,7 +12,7 @@
 
 pub mod writer;
 
-use crate::collect::{Observation, TenantStats};
+use crate::collect::{Observation, TenantStats, total};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,11 +91,6 @@ CREATE TABLE forecasters (
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 type Column = (&'static str, fn(&TenantStats) -> Option<f64>);
-
-/// The sum, or None if any part is unknown.
-fn total(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    values.sum()
-}
 
 /// The per-sample columns after (tenant_id, ts_ms), with how each is read off the stats.
 const SAMPLE_COLUMNS: &[Column] = &[
