@@ -4,21 +4,25 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// TOML config file (every key optional; see docs/configuration.md). Without it, the
-    /// defaults apply.
+    /// TOML config file. Every key is optional and unknown keys are refused; the example
+    /// `policies/prescient.toml` (shipped with prescient) lists them all with their
+    /// defaults. Without a file, the defaults apply.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// libvirt URI, overriding [daemon] uri.
+    /// libvirt URI, overriding [daemon] uri (default qemu:///system).
     #[arg(long, value_name = "URI")]
     pub uri: Option<String>,
-    /// Profile database, overriding [profile] path.
+    /// Profile database, overriding [profile] path (default /var/lib/prescient/profile.db,
+    /// whose directory is created if missing; another path's directory must exist).
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// Control interval in seconds, overriding [daemon] interval_seconds.
-    #[arg(long, value_name = "SECONDS")]
+    /// Control interval in seconds, 0.05 … 3600, overriding [daemon] interval_seconds
+    /// (default 10).
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub interval: Option<f64>,
     /// If the profile database is corrupt or not prescient's, move it aside
     /// (`<file>.bad-<time>`) and start a new one. Without this flag such a file is refused.
+    /// A valid profile is never moved, nor one that merely cannot be read or written.
     #[arg(long)]
     pub reset_db: bool,
     /// Print a table of every tenant's stats each cycle on stdout.

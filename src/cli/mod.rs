@@ -61,7 +61,7 @@ pub enum Command {
     /// allocation policies (shortfall, slack, violations per class, changes).
     Simulate(simulate::SimulateArgs),
     /// Replay traces through the online forecasters and score them against the naive
-    /// forecast (issue 4's protocol).
+    /// forecast (gmrae per resource, model and horizon; coverage of the p95).
     ForecastEval(forecast_eval::ForecastEvalArgs),
     /// Draw one forecast (point, p50–p95 band, p99) against what came, as SVG.
     ForecastPlot(forecast_plot::ForecastPlotArgs),

@@ -1,4 +1,4 @@
-//! The `forecast-eval` protocol (issue 4), on GWA-T-12 traces.
+//! The `forecast-eval` protocol, on GWA-T-12 traces.
 //!
 //! Per file and resource: rows sorted by timestamp (duplicates: the last row wins, see
 //! [`crate::trace`]), then rows are consecutive steps (gaps ignored). The first `warmup`
@@ -54,8 +54,8 @@ pub enum LinkMode {
     None,
     /// The VM's other resources.
     Own,
-    /// Also a leader from another VM ([`super::leadlag`]), searched once a day over all files
-    /// aligned by timestamp, on the two days before.
+    /// Also a leader from another VM whose step changes come before the series', searched
+    /// once a day over all files aligned by timestamp, on the two days before.
     Tenants,
 }
 

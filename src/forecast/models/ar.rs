@@ -6,7 +6,7 @@
 //! last hour, the target's hour of day (sin, cos) and day of week (weekend).
 //! Normal equations forget with a one-week half-life; refit every 144 steps.
 //!
-//! **Lead-lag links** (issue 4, item 5). When the tenant's series run together, each
+//! **Lead-lag links**. When the tenant's series run together, each
 //! series also sees its companions (the tenant's other three resources). [`Links`] keeps
 //! the lagged cross-correlation between this series' step changes and each companion's
 //! changes 1…4 steps earlier, separately on even and odd days. At each refit the link with
