@@ -175,3 +175,18 @@ pub struct HostInfo {
     /// where the backend cannot tell (libvirt knows no disk or network capacity).
     pub capacity: PerResource<Option<f64>>,
 }
+
+/// One tenant's amounts for the coming interval, in the pipeline's units (cores, KiB,
+/// bytes/s, bytes/s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantAllocation {
+    pub uuid: Arc<str>,
+    pub amounts: PerResource<f64>,
+}
+
+/// Allocations for the tenants of one observation: what allocate decides and a backend
+/// applies (here so that neither stage imports the other).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Allocation {
+    pub tenants: Vec<TenantAllocation>,
+}

@@ -34,7 +34,8 @@ fn forecasters_and_intents_are_restored_from_the_profile() {
     );
     let stage = ForecastStage::new(Config::default());
     // The trace backend moves on when an allocation is applied: a policy drives it.
-    let (policy, _) = prescient::sim::make_policy("reactive", None, &replay).unwrap();
+    let (policy, _) =
+        prescient::sim::make_policy("reactive", None, Default::default(), &replay).unwrap();
     let mut c = Controller::new(Some(writer))
         .with_forecasts(stage, 1_000_000)
         .with_policy(policy);

@@ -5,22 +5,8 @@
 pub mod baselines;
 
 use crate::collect::{Observation, TenantStats};
-use crate::model::{PerResource, Resource};
+use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
 use std::sync::Arc;
-
-/// One tenant's amounts for the coming interval, in the pipeline's units (cores, KiB,
-/// bytes/s, bytes/s).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantAllocation {
-    pub uuid: Arc<str>,
-    pub amounts: PerResource<f64>,
-}
-
-/// Allocations for the tenants of one observation.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Allocation {
-    pub tenants: Vec<TenantAllocation>,
-}
 
 /// Decides allocations. Sees only what a real host measures (the observation); it is called
 /// once per interval, after the observation of the interval that just ended.

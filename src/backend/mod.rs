@@ -9,8 +9,7 @@
 pub mod libvirt;
 pub mod trace;
 
-use crate::allocate::Allocation;
-use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::model::{Allocation, HostInfo, PerResource, TenantId, TenantPolicy};
 use serde::Serialize;
 use std::sync::Arc;
 

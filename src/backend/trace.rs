@@ -10,8 +10,7 @@ use super::{
     Backend, BackendError, BalloonStats, DiskCounters, DomainConfig, DomainCounters,
     DomainSnapshot, NicCounters, Snapshot, VcpuCounters,
 };
-use crate::allocate::Allocation;
-use crate::model::{Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
+use crate::model::{Allocation, Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
 use crate::sim::metrics::{Accumulator, Metrics, exceeds, overall};
 use crate::sim::replay::{INTERVAL_S, Replay};
 use std::collections::HashMap;

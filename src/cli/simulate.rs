@@ -42,6 +42,15 @@ pub struct SimulateArgs {
         default_value = "gold=0.2,silver=0.5,bronze=0.3"
     )]
     pub classes: String,
+    /// reactive's growth after an interval in which a tenant ran into its allocation: the
+    /// next request is × this much more (1 turns the growth off).
+    #[arg(
+        long,
+        value_name = "G",
+        default_value_t = crate::allocate::baselines::Reactive::DEFAULT_CAP_GROWTH,
+        allow_negative_numbers = true
+    )]
+    pub cap_growth: f64,
     /// Seed of the class draw.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
@@ -105,6 +114,9 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
     if !(a.capacity_fraction.is_finite() && a.capacity_fraction > 0.0) {
         return Err(format!("--capacity-fraction {} must be > 0", a.capacity_fraction).into());
     }
+    if !(a.cap_growth.is_finite() && (1.0..=100.0).contains(&a.cap_growth)) {
+        return Err(format!("--cap-growth {} must be in 1 … 100", a.cap_growth).into());
+    }
     if !(a.balloon_speed.is_finite() && a.balloon_speed > 0.0) {
         return Err(format!("--balloon-speed {} must be > 0", a.balloon_speed).into());
     }
@@ -148,6 +160,9 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         a.balloon_speed * 1024.0 * 1024.0,
     );
 
+    let tuning = sim::Tuning {
+        reactive_cap_growth: a.cap_growth,
+    };
     let runs: Vec<(String, Option<f64>)> = policies
         .iter()
         .flat_map(|p| {
@@ -167,7 +182,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
             None => p.clone(),
         });
         let base = (i * replay.steps) as u64;
-        let report = sim::run(&replay, &classes, host, p, *k, &mut |s| {
+        let report = sim::run(&replay, &classes, host, p, *k, tuning, &mut |s| {
             if s % 64 == 0 {
                 progress.set_position(base + s as u64);
             }
@@ -187,6 +202,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         capacity_fraction: a.capacity_fraction,
         capacity: host.capacity,
         capacity_units: "cpu MHz, mem KiB, disk and net KiB/s (the traces' units)",
+        reactive_cap_growth: a.cap_growth,
         files_skipped: skipped.len(),
     };
     if a.json {
@@ -238,6 +254,7 @@ struct Setup {
     capacity_fraction: f64,
     capacity: crate::model::PerResource<f64>,
     capacity_units: &'static str,
+    reactive_cap_growth: f64,
     files_skipped: usize,
 }
 

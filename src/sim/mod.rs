@@ -80,10 +80,26 @@ pub fn sweep_values(policy: &str) -> Vec<Option<f64>> {
     }
 }
 
+/// Settings of the baselines other than their knob.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// `reactive`'s growth after a capped interval (1: none).
+    pub reactive_cap_growth: f64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            reactive_cap_growth: Reactive::DEFAULT_CAP_GROWTH,
+        }
+    }
+}
+
 /// Build a policy by name; `knob` None takes the policy's default.
 pub fn make_policy(
     name: &str,
     knob: Option<f64>,
+    tuning: Tuning,
     replay: &Arc<Replay>,
 ) -> Result<(Box<dyn Policy>, Option<f64>), SimError> {
     if !POLICIES.contains(&name) {
@@ -115,7 +131,10 @@ pub fn make_policy(
     };
     let policy: Box<dyn Policy> = match name {
         "static" => Box::new(StaticShare::new()),
-        "reactive" => Box::new(Reactive::new(knob.unwrap_or_default())),
+        "reactive" => Box::new(Reactive::new(
+            knob.unwrap_or_default(),
+            tuning.reactive_cap_growth,
+        )),
         "vpa" => Box::new(Vpa::new(knob.unwrap_or_default())),
         "nsigma" => Box::new(NSigma::new(knob.unwrap_or_default())),
         _ => Box::new(oracle::Oracle::new(Arc::clone(replay))),
@@ -131,9 +150,10 @@ pub fn run(
     host: HostModel,
     name: &str,
     knob: Option<f64>,
+    tuning: Tuning,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Report, SimError> {
-    let (policy, knob) = make_policy(name, knob, replay)?;
+    let (policy, knob) = make_policy(name, knob, tuning, replay)?;
     tracing::debug!(policy = %policy.describe(), "replay starts");
     let mut backend = TraceBackend::new(Arc::clone(replay), classes.to_vec(), host);
     let mut controller = Controller::new(None).with_policy(policy);

@@ -1,6 +1,7 @@
-use crate::allocate::{Allocation, Policy, fit_priority, fit_to_host};
+use crate::allocate::{Policy, fit_priority, fit_to_host};
 use crate::backend::trace::to_pipeline;
 use crate::collect::Observation;
+use crate::model::Allocation;
 use crate::model::{PerResource, Resource};
 use crate::sim::replay::{INTERVAL_S, Replay};
 use std::collections::HashMap;

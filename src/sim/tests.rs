@@ -3,9 +3,9 @@
 use super::metrics::Report;
 use super::replay::{INTERVAL_S, Replay, ReplayTenant};
 use super::*;
-use crate::allocate::{Allocation, TenantAllocation};
 use crate::backend::trace::CORE_MHZ;
 use crate::collect::Observation;
+use crate::model::{Allocation, TenantAllocation};
 use crate::model::{PerResource, Resource};
 use std::sync::Mutex;
 
@@ -184,7 +184,7 @@ fn no_policy_reads_an_interval_before_deciding_it() {
         let mut logs = Vec::new();
         for r in [&a, &b] {
             let log = Arc::new(Mutex::new(Vec::new()));
-            let (p, _) = make_policy(name, None, r).unwrap();
+            let (p, _) = make_policy(name, None, Tuning::default(), r).unwrap();
             drive(
                 r,
                 vec![Class::Gold, Class::Bronze],
@@ -234,7 +234,10 @@ fn run_all(r: &Arc<Replay>, classes: &[Class], fraction: f64) -> Vec<Report> {
     let host = HostModel::sized(r, fraction, 1e12);
     POLICIES
         .iter()
-        .map(|p| run(r, classes, host, p, None, &mut |_| {}).expect("capacity respected"))
+        .map(|p| {
+            run(r, classes, host, p, None, Tuning::default(), &mut |_| {})
+                .expect("capacity respected")
+        })
         .collect()
 }
 
@@ -281,15 +284,18 @@ fn baselines_respect_capacity_and_the_oracle_is_best() {
 #[test]
 fn knobs_are_checked() {
     let r = random_replay(2, 10, 1);
-    assert!(make_policy("static", Some(1.0), &r).is_err());
-    assert!(make_policy("vpa", Some(1.5), &r).is_err());
-    assert!(make_policy("reactive", Some(-0.1), &r).is_err());
-    assert!(make_policy("nsigma", Some(f64::NAN), &r).is_err());
+    assert!(make_policy("static", Some(1.0), Tuning::default(), &r).is_err());
+    assert!(make_policy("vpa", Some(1.5), Tuning::default(), &r).is_err());
+    assert!(make_policy("reactive", Some(-0.1), Tuning::default(), &r).is_err());
+    assert!(make_policy("nsigma", Some(f64::NAN), Tuning::default(), &r).is_err());
     assert!(matches!(
-        make_policy("mom", None, &r),
+        make_policy("mom", None, Tuning::default(), &r),
         Err(SimError::UnknownPolicy(_))
     ));
-    assert_eq!(make_policy("vpa", None, &r).unwrap().1, Some(0.9));
+    assert_eq!(
+        make_policy("vpa", None, Tuning::default(), &r).unwrap().1,
+        Some(0.9)
+    );
 }
 
 #[test]
@@ -342,4 +348,38 @@ fn a_controller_without_a_policy_is_refused_by_the_replay_instead_of_looping() {
     assert!(msg.contains("interval 0 was observed twice"), "{msg}");
     assert!(msg.contains("policy"), "{msg}");
     assert!(!backend.finished());
+}
+
+#[test]
+fn reactive_grows_out_of_a_cap_unless_told_not_to() {
+    // A step from 100 to 1000 MHz: with no margin, plain reactive is stuck at what its cap
+    // let through (served 100, so it asks 100 again); growing ×1.5 after a capped interval
+    // reaches the new level within ⌈log1.5 10⌉ = 6 intervals.
+    let mut d = vec![100.0f32; 5];
+    d.extend([1000.0f32; 30]);
+    let r = replay(&[&d]);
+    // Capacity = the peak (the floor, 5% of the static share, stays below 100).
+    let host = HostModel::sized(&r, 1.0, 1e12);
+    let shortfall = |g: f64| {
+        let tuning = Tuning {
+            reactive_cap_growth: g,
+        };
+        run(
+            &r,
+            &[Class::Gold],
+            host,
+            "reactive",
+            Some(0.0),
+            tuning,
+            &mut |_| {},
+        )
+        .unwrap()
+        .resources
+        .cpu
+        .shortfall
+    };
+    let stuck = shortfall(1.0);
+    let grows = shortfall(1.5);
+    assert!(stuck > 0.7, "ratchets at the cap: {stuck}");
+    assert!(grows < 0.2, "grows out of it: {grows}");
 }

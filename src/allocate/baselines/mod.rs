@@ -17,14 +17,25 @@ pub use reactive::Reactive;
 pub use static_share::StaticShare;
 pub use vpa::Vpa;
 
-use super::{Allocation, fit_to_host, fit_weighted, static_shares};
+use super::{fit_to_host, fit_weighted, static_shares};
 use crate::collect::Observation;
+use crate::model::Allocation;
 use crate::model::{PerResource, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The smallest request, as a fraction of the tenant's static share.
 pub const FLOOR: f64 = 0.05;
+
+/// What a baseline sees of one tenant and resource in the interval that just ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    /// Served usage (None: not measured yet).
+    pub usage: Option<f64>,
+    /// Whether the tenant ran into its allocation (its demand may have been higher).
+    pub capped: bool,
+    pub at_ms: i64,
+}
 
 /// Per-tenant state of a baseline, dropped when the tenant vanishes.
 pub(crate) struct PerTenant<S> {
@@ -38,12 +49,12 @@ impl<S: Default> PerTenant<S> {
         }
     }
 
-    /// Forget vanished tenants, then run `f(state, resource, usage)` → request for each
+    /// Forget vanished tenants, then run `f(state, resource, seen)` → request for each
     /// tenant and resource, and fit the requests to the host.
     pub fn decide(
         &mut self,
         obs: &Observation,
-        mut f: impl FnMut(&mut S, Resource, Option<f64>, i64) -> Option<f64>,
+        mut f: impl FnMut(&mut S, Resource, Seen) -> Option<f64>,
     ) -> Allocation {
         for id in &obs.vanished {
             self.states.remove(&*id.uuid);
@@ -69,7 +80,12 @@ impl<S: Default> PerTenant<S> {
                 let mut q = PerResource::default();
                 for r in Resource::ALL {
                     let s = share[r.index()];
-                    let want = f(state, r, *t.usage.get(r), obs.at_unix_ms).unwrap_or(s);
+                    let seen = Seen {
+                        usage: *t.usage.get(r),
+                        capped: *t.capped.get(r),
+                        at_ms: obs.at_unix_ms,
+                    };
+                    let want = f(state, r, seen).unwrap_or(s);
                     *q.get_mut(r) = want.max(FLOOR * s);
                 }
                 q

@@ -1,6 +1,7 @@
-use super::super::{Allocation, Policy};
+use super::super::Policy;
 use super::PerTenant;
 use crate::collect::Observation;
+use crate::model::Allocation;
 use crate::model::Resource;
 use std::collections::VecDeque;
 
@@ -32,9 +33,9 @@ impl Policy for NSigma {
 
     fn decide(&mut self, obs: &Observation) -> Allocation {
         let n = self.n;
-        self.tenants.decide(obs, |windows, r: Resource, usage, _| {
+        self.tenants.decide(obs, |windows, r: Resource, seen| {
             let w = &mut windows[r.index()];
-            if let Some(u) = usage {
+            if let Some(u) = seen.usage {
                 if w.len() == WINDOW {
                     w.pop_front();
                 }

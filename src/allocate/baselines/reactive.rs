@@ -1,20 +1,27 @@
-use super::super::{Allocation, Policy};
+use super::super::Policy;
 use super::PerTenant;
 use crate::collect::Observation;
+use crate::model::Allocation;
 
 /// `reactive`: the last observed usage × (1 + margin), as oVirt MOM's and Proxmox's
-/// auto-ballooning rules react to what a VM used a moment ago. Knob: the margin.
+/// auto-ballooning rules react to what a VM used a moment ago; × `cap_growth` more after an
+/// interval in which the tenant ran into its allocation, as those tools react to pressure
+/// (guest memory pressure, swap) rather than ratchet down to what a cap let through. Knob:
+/// the margin; a cap growth of 1 turns the growth off.
 pub struct Reactive {
     margin: f64,
+    cap_growth: f64,
     tenants: PerTenant<()>,
 }
 
 impl Reactive {
     pub const DEFAULT_MARGIN: f64 = 0.2;
+    pub const DEFAULT_CAP_GROWTH: f64 = 1.5;
 
-    pub fn new(margin: f64) -> Self {
+    pub fn new(margin: f64, cap_growth: f64) -> Self {
         Reactive {
             margin,
+            cap_growth,
             tenants: PerTenant::new(),
         }
     }
@@ -22,12 +29,17 @@ impl Reactive {
 
 impl Policy for Reactive {
     fn describe(&self) -> String {
-        format!("reactive(margin={})", self.margin)
+        format!(
+            "reactive(margin={}, cap_growth={})",
+            self.margin, self.cap_growth
+        )
     }
 
     fn decide(&mut self, obs: &Observation) -> Allocation {
-        let m = self.margin;
-        self.tenants
-            .decide(obs, |_, _, usage, _| usage.map(|u| u * (1.0 + m)))
+        let (m, g) = (self.margin, self.cap_growth);
+        self.tenants.decide(obs, |_, _, seen| {
+            let grow = if seen.capped { g } else { 1.0 };
+            seen.usage.map(|u| u * (1.0 + m) * grow)
+        })
     }
 }

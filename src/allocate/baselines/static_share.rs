@@ -1,6 +1,7 @@
-use super::super::{Allocation, Policy};
+use super::super::Policy;
 use super::PerTenant;
 use crate::collect::Observation;
+use crate::model::Allocation;
 
 /// `static`: the host split once and for all in proportion to class weight × provisioned
 /// size (vCPUs, memory; disk and network by weight alone), as a fixed-share configuration
@@ -29,6 +30,6 @@ impl Policy for StaticShare {
     }
 
     fn decide(&mut self, obs: &Observation) -> Allocation {
-        self.tenants.decide(obs, |_, _, _, _| None)
+        self.tenants.decide(obs, |_, _, _| None)
     }
 }

@@ -1,6 +1,7 @@
-use super::super::{Allocation, Policy};
+use super::super::Policy;
 use super::PerTenant;
 use crate::collect::Observation;
+use crate::model::Allocation;
 use crate::model::Resource;
 
 /// Half-life of a sample's weight, as the VPA recommender's default (24 h).
@@ -119,13 +120,13 @@ impl Policy for Vpa {
 
     fn decide(&mut self, obs: &Observation) -> Allocation {
         let p = self.percentile;
-        self.tenants.decide(obs, |h, r, usage, at_ms| {
+        self.tenants.decide(obs, |h, r, seen| {
             let h = h.get_or_insert_with(|| {
                 Resource::ALL.map(|r| DecayingHistogram::new(first_bucket(r)))
             });
             let h = &mut h[r.index()];
-            if let Some(u) = usage {
-                h.add(u, at_ms);
+            if let Some(u) = seen.usage {
+                h.add(u, seen.at_ms);
             }
             h.percentile(p).map(|v| v * (1.0 + MARGIN))
         })

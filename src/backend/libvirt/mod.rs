@@ -155,7 +155,7 @@ impl Backend for LibvirtBackend {
         })
     }
 
-    fn apply(&mut self, _allocation: &crate::allocate::Allocation) -> Result<(), BackendError> {
+    fn apply(&mut self, _allocation: &crate::model::Allocation) -> Result<(), BackendError> {
         Err(BackendError::Unsupported {
             backend: self.describe(),
             why: "actuation through libvirt (quota, balloon, iotune, vNIC rates) is not built \
