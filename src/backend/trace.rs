@@ -11,7 +11,6 @@ use super::{
     DomainSnapshot, NicCounters, Snapshot, VcpuCounters,
 };
 use crate::model::{Allocation, Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
-use crate::sim::metrics::{Accumulator, Metrics, exceeds, overall};
 use crate::sim::replay::{INTERVAL_S, Replay};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,7 +85,24 @@ pub struct TraceBackend {
     observed: Option<usize>,
     tenants: Vec<TenantState>,
     by_uuid: HashMap<Arc<str>, usize>,
-    acc: [Accumulator; 4],
+    /// What the last applied interval served, for the simulator's metrics.
+    served: Vec<Served>,
+}
+
+/// One tenant's interval as the simulated host served it (trace units, per resource).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Served {
+    pub class: Class,
+    pub demand: [f64; 4],
+    pub allocation: [f64; 4],
+    /// The allocation differs by more than 1% from the previous interval's.
+    pub changed: [bool; 4],
+}
+
+/// Demand above the allocation, beyond floating-point noise of unit conversions: the tenant
+/// ran into its cap.
+pub fn exceeds(demand: f64, allocation: f64) -> bool {
+    demand > allocation * (1.0 + 1e-9) + 1e-9
 }
 
 /// The UUID a replayed tenant goes by.
@@ -144,7 +160,7 @@ impl TraceBackend {
             observed: None,
             tenants,
             by_uuid,
-            acc: Default::default(),
+            served: Vec::new(),
         }
     }
 
@@ -157,16 +173,9 @@ impl TraceBackend {
         self.step >= self.replay.steps
     }
 
-    /// The metrics so far.
-    pub fn metrics(&self) -> (PerResource<Metrics>, Metrics) {
-        let per = PerResource {
-            cpu: self.acc[0].metrics(INTERVAL_S as f64),
-            mem: self.acc[1].metrics(INTERVAL_S as f64),
-            disk: self.acc[2].metrics(INTERVAL_S as f64),
-            net: self.acc[3].metrics(INTERVAL_S as f64),
-        };
-        let all = overall(&per);
-        (per, all)
+    /// The tenants present in the interval last applied, as it served them.
+    pub fn served(&self) -> &[Served] {
+        &self.served
     }
 
     fn name(&self) -> String {
@@ -307,6 +316,7 @@ impl Backend for TraceBackend {
             }
         }
         let dt_ns = INTERVAL_S as u64 * 1_000_000_000;
+        self.served.clear();
         for (i, a_i) in alloc.iter().enumerate() {
             let t = &self.replay.tenants[i];
             let s = &mut self.tenants[i];
@@ -315,17 +325,24 @@ impl Backend for TraceBackend {
                 continue;
             }
             let mut served = [0f64; 4];
+            let mut record = Served {
+                class: self.classes[i],
+                demand: [0.0; 4],
+                allocation: *a_i,
+                changed: [false; 4],
+            };
             for r in Resource::ALL {
                 let j = r.index();
                 let d = t.demand(r, k);
                 let a = a_i[j];
                 let prev = s.allocation[j];
-                let changed = prev.is_finite() && (a - prev).abs() > 0.01 * prev.abs();
-                self.acc[j].record(self.classes[i], d, a, changed);
+                record.demand[j] = d;
+                record.changed[j] = prev.is_finite() && (a - prev).abs() > 0.01 * prev.abs();
                 served[j] = d.min(a);
                 s.capped[j] = exceeds(d, a);
                 s.allocation[j] = a;
             }
+            self.served.push(record);
             // Served usage into the counters the collector reads, in libvirt's units.
             let c = &mut s.counters;
             let cpu_ns = (to_pipeline(Resource::Cpu, served[0]) * dt_ns as f64).round() as u64;

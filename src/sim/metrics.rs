@@ -7,6 +7,7 @@
 //! * `slack` = Σ(allocation − served) / Σ allocation
 //! * `changes_per_tenant_day`: allocation changes beyond 1%, per tenant and day present
 
+use crate::backend::trace::{Served, exceeds};
 use crate::model::{Class, PerResource, Resource};
 use serde::Serialize;
 
@@ -24,11 +25,6 @@ pub struct Metrics {
     pub slack: f64,
     pub violation_rate: ClassRates,
     pub changes_per_tenant_day: f64,
-}
-
-/// Demand above the allocation, beyond floating-point noise of unit conversions.
-pub fn exceeds(demand: f64, allocation: f64) -> bool {
-    demand > allocation * (1.0 + 1e-9) + 1e-9
 }
 
 /// Running sums of one resource.
@@ -94,6 +90,35 @@ impl Accumulator {
             },
             changes_per_tenant_day: ratio(self.changes as f64, tenant_days),
         }
+    }
+}
+
+/// The four resources' running sums over a replay.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    acc: [Accumulator; 4],
+}
+
+impl Tally {
+    /// Count one interval as the host served it.
+    pub fn record(&mut self, interval: &[Served]) {
+        for s in interval {
+            for (j, acc) in self.acc.iter_mut().enumerate() {
+                acc.record(s.class, s.demand[j], s.allocation[j], s.changed[j]);
+            }
+        }
+    }
+
+    /// Per resource and overall, for intervals of `interval_s` seconds.
+    pub fn metrics(&self, interval_s: f64) -> (PerResource<Metrics>, Metrics) {
+        let per = PerResource {
+            cpu: self.acc[0].metrics(interval_s),
+            mem: self.acc[1].metrics(interval_s),
+            disk: self.acc[2].metrics(interval_s),
+            net: self.acc[3].metrics(interval_s),
+        };
+        let all = overall(&per);
+        (per, all)
     }
 }
 

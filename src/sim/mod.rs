@@ -157,11 +157,13 @@ pub fn run(
     tracing::debug!(policy = %policy.describe(), "replay starts");
     let mut backend = TraceBackend::new(Arc::clone(replay), classes.to_vec(), host);
     let mut controller = Controller::new(None).with_policy(policy);
+    let mut tally = metrics::Tally::default();
     while !backend.finished() {
         controller.step(&mut backend)?;
+        tally.record(backend.served());
         progress(backend.step());
     }
-    let (resources, overall) = backend.metrics();
+    let (resources, overall) = tally.metrics(replay::INTERVAL_S as f64);
     Ok(Report {
         policy: name.to_string(),
         knob,
