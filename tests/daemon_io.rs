@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::committed;
+
 const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {
@@ -53,20 +56,11 @@ impl Scratch {
 
     /// The daemon, as `nobody` when the test runs as root; it must stop by itself.
     fn daemon_refusing(&self, db: &Path, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args([
-            "daemon",
-            "--uri",
-            "test:///default",
-            "--interval",
-            "0.05",
-            "--db",
-        ])
-        .arg(db)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        let mut cmd = common::daemon(&self.bin, db);
+        cmd.args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if is_root() {
             cmd.uid(NOBODY).gid(NOBODY);
         }
@@ -158,32 +152,12 @@ fn a_db_in_a_missing_directory_is_refused_and_nothing_is_created() {
     assert!(!s.dir.path().join("missing").exists());
 }
 
-fn samples(db: &Path) -> i64 {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_closed_log_pipe_does_not_stop_the_daemon() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("profile.db");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args([
-            "daemon",
-            "--uri",
-            "test:///default",
-            "--interval",
-            "0.05",
-            "--db",
-        ])
-        .arg(&db)
+    let mut daemon = common::daemon(Path::new(env!("CARGO_BIN_EXE_prescient")), &db)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -196,7 +170,7 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
     assert!(!first.is_empty());
     // The daemon logs more (it is running) into the closed pipe, and keeps collecting.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = samples(&db);
+    let mut seen = committed(&db);
     let mut grew = 0;
     while grew < 3 {
         assert!(
@@ -208,7 +182,7 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
             "no samples stored after the pipe closed"
         );
         std::thread::sleep(Duration::from_millis(200));
-        let n = samples(&db);
+        let n = committed(&db);
         if n > seen {
             grew += 1;
             seen = n;
@@ -221,5 +195,5 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
     assert!(status.success());
     let status = daemon.wait().unwrap();
     assert_eq!(status.code(), Some(0), "clean shutdown, no panic");
-    assert!(samples(&db) >= seen);
+    assert!(committed(&db) >= seen);
 }

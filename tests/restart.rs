@@ -3,36 +3,20 @@
 //! (this is a test of the profile database, not of collection) with a real SQLite file.
 
 use prescient::profile::ProfileDb;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::committed;
+
 fn start_daemon(db: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args([
-            "daemon",
-            "--uri",
-            "test:///default",
-            "--interval",
-            "0.05",
-            "--db",
-        ])
-        .arg(db)
+    common::daemon(Path::new(env!("CARGO_BIN_EXE_prescient")), db)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting prescient daemon")
-}
-
-/// Committed samples as another process sees them (read-only, like an operator's sqlite3).
-fn committed(db: &Path) -> i64 {
-    let Ok(c) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return 0;
-    };
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap_or(0)
 }
 
 fn wait_for_samples(daemon: &mut Child, db: &Path, at_least: i64) -> i64 {

@@ -1,0 +1,33 @@
+//! Helpers the daemon's integration tests share.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// `prescient daemon` (the binary at `bin`) against libvirt's in-process test driver,
+/// collecting every 50 ms into the profile `db`.
+pub fn daemon(bin: &Path, db: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "daemon",
+        "--uri",
+        "test:///default",
+        "--interval",
+        "0.05",
+        "--db",
+    ])
+    .arg(db);
+    cmd
+}
+
+/// Committed samples as another process sees them (read-only, like an operator's sqlite3);
+/// 0 while the file does not exist yet.
+pub fn committed(db: &Path) -> i64 {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, flags) else {
+        return 0;
+    };
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap_or(0)
+}
