@@ -3,6 +3,7 @@
 //! plan; the baselines the simulator compares against live in [`baselines`].
 
 pub mod baselines;
+pub mod solve;
 
 use crate::collect::{Observation, TenantStats};
 use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
