@@ -3,7 +3,7 @@
 //! timer against the libvirt backend; the simulator calls it once per trace interval against
 //! the trace backend. There is no second copy of this sequence.
 
-use crate::allocate::Policy;
+use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
@@ -75,7 +75,11 @@ impl Controller {
             }
         }
         if let Some(policy) = self.policy.as_mut() {
-            let allocation = policy.decide(&obs);
+            let input = Inputs {
+                obs: &obs,
+                forecasts: self.forecasts.as_ref(),
+            };
+            let allocation = policy.decide(&input);
             backend.apply(&allocation)?;
         }
         Ok(obs)

@@ -3,18 +3,28 @@
 //! plan; the baselines the simulator compares against live in [`baselines`].
 
 pub mod baselines;
+pub mod prescient;
 pub mod solve;
 
 use crate::collect::{Observation, TenantStats};
+use crate::forecast::stage::ForecastStage;
 use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
 use std::sync::Arc;
 
-/// Decides allocations. Sees only what a real host measures (the observation); it is called
-/// once per interval, after the observation of the interval that just ended.
+/// What a policy sees when it decides the coming interval: what a real host measures (the
+/// observation of the interval that just ended) and, when the control loop forecasts, every
+/// tenant's forecast.
+pub struct Inputs<'a> {
+    pub obs: &'a Observation,
+    pub forecasts: Option<&'a ForecastStage>,
+}
+
+/// Decides allocations, once per interval, after the observation of the interval that just
+/// ended.
 pub trait Policy: Send {
     /// Name and knob, e.g. `reactive(margin=0.2)`.
     fn describe(&self) -> String;
-    fn decide(&mut self, obs: &Observation) -> Allocation;
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation;
 }
 
 /// The request a tenant makes when nothing is known of it yet: its share of the host in

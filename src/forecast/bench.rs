@@ -166,7 +166,7 @@ pub fn family_costs(s: &[(i64, f64)]) -> Vec<(String, f64)> {
     let cand = f.detailed(false).candidates;
     let c0 = thread_cpu_ns();
     for _ in 0..reps {
-        std::hint::black_box(f.combine(&cand));
+        std::hint::black_box(f.combine(&cand, H));
     }
     out.push((
         "medians, quantiles".into(),

@@ -623,6 +623,13 @@ impl SeriesForecaster {
     /// The ensemble forecast for horizons 1..=48 with its quantiles. Computes only the
     /// candidates that enter a weighted median (the same numbers as [`Self::detailed`]).
     pub fn forecast(&self) -> Forecast {
+        self.forecast_upto(H)
+    }
+
+    /// The same for horizons 1..=`kmax` only (the vectors hold `kmax` steps): what a policy
+    /// that looks one interval ahead needs, at a fraction of the cost.
+    pub fn forecast_upto(&self, kmax: usize) -> Forecast {
+        let kmax = kmax.clamp(1, H);
         let m = self.m;
         let mut cand = vec![MISSING; m * H];
         if self.hist.n > 0 {
@@ -644,7 +651,7 @@ impl SeriesForecaster {
                 let fam = ((1u64 << names.len()) - 1) << c0;
                 let mut nh = 0;
                 let mut want = 0u64;
-                for k in 1..=H {
+                for k in 1..=kmax {
                     let u = used[scored_index(k)] & fam;
                     if u != 0 {
                         hs[nh] = k;
@@ -666,19 +673,20 @@ impl SeriesForecaster {
                 c0 = c1;
             }
         }
-        self.combine(&cand)
+        self.combine(&cand, kmax)
     }
 
-    /// Weighted medians and conformal quantiles from the candidates' forecasts (`m × 48`).
-    fn combine(&self, cand: &[f32]) -> Forecast {
+    /// Weighted medians and conformal quantiles from the candidates' forecasts (`m × 48`),
+    /// for horizons 1..=`kmax`.
+    fn combine(&self, cand: &[f32], kmax: usize) -> Forecast {
         let m = self.m;
         let mut vals = [0f32; 64];
-        let mut point = vec![0.0; H];
-        let mut quantiles = vec![[0.0; 4]; H];
+        let mut point = vec![0.0; kmax];
+        let mut quantiles = vec![[0.0; 4]; kmax];
         let last = self.hist.last().max(0.0);
         let cap = self.cfg.cap;
         let chosen: [_; NS] = std::array::from_fn(|i| self.chosen(i));
-        for k in 1..=H {
+        for k in 1..=kmax {
             let (idx, w) = &chosen[scored_index(k)];
             for &c in *idx {
                 if c != u8::MAX {
@@ -707,7 +715,7 @@ impl SeriesForecaster {
         let hs: Vec<usize> = (1..=H).collect();
         let mut cand = vec![MISSING; m * H];
         self.candidates(&hs, &mut cand);
-        let ensemble = self.combine(&cand);
+        let ensemble = self.combine(&cand, H);
         let mut p95 = Vec::new();
         if with_p95 {
             p95 = vec![MISSING; m * H];
@@ -785,11 +793,16 @@ impl TenantForecaster {
     }
 
     pub fn forecast(&self) -> PerResource<Forecast> {
+        self.forecast_upto(H)
+    }
+
+    /// Every resource's forecast for horizons 1..=`kmax`.
+    pub fn forecast_upto(&self, kmax: usize) -> PerResource<Forecast> {
         PerResource {
-            cpu: self.series.cpu.forecast(),
-            mem: self.series.mem.forecast(),
-            disk: self.series.disk.forecast(),
-            net: self.series.net.forecast(),
+            cpu: self.series.cpu.forecast_upto(kmax),
+            mem: self.series.mem.forecast_upto(kmax),
+            disk: self.series.disk.forecast_upto(kmax),
+            net: self.series.net.forecast_upto(kmax),
         }
     }
 }

@@ -39,7 +39,14 @@ struct Bucket {
     start_s: i64,
     sum: [f64; 4],
     n: u32,
+    /// Whether the tenant ran into its allocation in any of the bucket's intervals.
+    capped: [bool; 4],
 }
+
+/// A capped bucket's served usage is only a lower bound of its demand (the cap cut it off):
+/// the forecaster learns it × this much, the same step a policy probes upward with, so that
+/// a cap never teaches it that the demand is the cap.
+pub const CENSORED_UPLIFT: f64 = 1.5;
 
 struct Entry {
     forecaster: TenantForecaster,
@@ -55,6 +62,8 @@ struct Entry {
 
 pub struct ForecastStage {
     cfg: Config,
+    /// Horizons kept in each latest forecast (1..=48).
+    horizons: usize,
     tenants: HashMap<Arc<str>, Entry>,
     /// Buckets a forecaster refused (a clock going backwards, a bad value): counted, never fed.
     pub rejected: u64,
@@ -64,9 +73,17 @@ impl ForecastStage {
     pub fn new(cfg: Config) -> Self {
         ForecastStage {
             cfg,
+            horizons: super::H,
             tenants: HashMap::new(),
             rejected: 0,
         }
+    }
+
+    /// Keep only horizons 1..=`horizons` in the latest forecasts (a policy that looks one
+    /// interval ahead needs 1): each bucket then costs far less to forecast.
+    pub fn with_horizons(mut self, horizons: usize) -> Self {
+        self.horizons = horizons.clamp(1, super::H);
+        self
     }
 
     pub fn tenants(&self) -> usize {
@@ -75,7 +92,13 @@ impl ForecastStage {
 
     /// Take in one cycle's observation.
     pub fn observe(&mut self, obs: &Observation) {
-        let start_s = obs.at_unix_ms.div_euclid(1000).div_euclid(BUCKET_S) * BUCKET_S;
+        // An observation's usage was measured over the interval that ends at it: it belongs
+        // to the bucket holding the instant just before, and an observation at a bucket's
+        // end completes that bucket at once (so that the forecast's first step is the
+        // bucket now starting).
+        let at_ms = obs.at_unix_ms;
+        let start_s = (at_ms - 1).div_euclid(1000 * BUCKET_S) * BUCKET_S;
+        let completes = at_ms >= (start_s + BUCKET_S) * 1000;
         for t in &obs.tenants {
             // Only intervals with all four rates (not a tenant's first sight) count.
             let (Some(cpu), Some(mem), Some(disk), Some(net)) =
@@ -88,23 +111,31 @@ impl ForecastStage {
                 .tenants
                 .entry(Arc::clone(&t.id.uuid))
                 .or_insert_with(|| Entry::new(TenantForecaster::new(cfg.clone())));
+            let capped = [t.capped.cpu, t.capped.mem, t.capped.disk, t.capped.net];
             match &mut e.bucket {
                 Some(b) if b.start_s == start_s => {
                     for (s, v) in b.sum.iter_mut().zip([cpu, mem, disk, net]) {
                         *s += v;
                     }
                     b.n += 1;
+                    for (c, now) in b.capped.iter_mut().zip(capped) {
+                        *c |= now;
+                    }
                 }
                 _ => {
                     if let Some(done) = e.bucket.take() {
-                        self.rejected += close(e, done, &t.id.name) as u64;
+                        self.rejected += close(e, done, &t.id.name, self.horizons) as u64;
                     }
                     e.bucket = Some(Bucket {
                         start_s,
                         sum: [cpu, mem, disk, net],
                         n: 1,
+                        capped,
                     });
                 }
+            }
+            if completes && let Some(done) = e.bucket.take() {
+                self.rejected += close(e, done, &t.id.name, self.horizons) as u64;
             }
         }
         // A vanished tenant's unfinished bucket is dropped; its forecaster stays (it may
@@ -121,6 +152,13 @@ impl ForecastStage {
         self.tenants.get(uuid).and_then(|e| e.latest.as_ref())
     }
 
+    /// The latest forecast with the start of its origin bucket (Unix seconds): its step k
+    /// (index k − 1) is the bucket that starts at origin + k × [`BUCKET_S`].
+    pub fn latest(&self, uuid: &str) -> Option<(i64, &PerResource<Forecast>)> {
+        let e = self.tenants.get(uuid)?;
+        Some((e.origin_s?, e.latest.as_ref()?))
+    }
+
     /// Declare an intent for a tenant being forecast (the latest forecast takes it in at
     /// once). `now_s`: the current Unix time.
     pub fn declare(&mut self, uuid: &str, intent: Intent, now_s: i64) -> Result<(), IntentError> {
@@ -132,7 +170,7 @@ impl ForecastStage {
         };
         e.intents.declare(intent, now_s)?;
         e.dirty = true;
-        e.refresh();
+        e.refresh(self.horizons);
         Ok(())
     }
 
@@ -144,7 +182,7 @@ impl ForecastStage {
         let found = e.intents.cancel(id);
         if found {
             e.dirty = true;
-            e.refresh();
+            e.refresh(self.horizons);
         }
         found
     }
@@ -190,7 +228,7 @@ impl ForecastStage {
                     let mut e = Entry::new(saved.forecaster);
                     e.intents = saved.intents;
                     e.origin_s = e.forecaster.last_ts();
-                    e.refresh();
+                    e.refresh(self.horizons);
                     self.tenants.insert(uuid.into(), e);
                     restored += 1;
                 }
@@ -215,10 +253,11 @@ impl Entry {
         }
     }
 
-    /// Recompute the latest forecast from the forecaster and the intents.
-    fn refresh(&mut self) {
+    /// Recompute the latest forecast (horizons 1..=`horizons`) from the forecaster and the
+    /// intents.
+    fn refresh(&mut self, horizons: usize) {
         self.latest = self.origin_s.map(|o| {
-            let mut f = self.forecaster.forecast();
+            let mut f = self.forecaster.forecast_upto(horizons);
             self.intents.blend(o, &mut f);
             f
         });
@@ -226,17 +265,22 @@ impl Entry {
 }
 
 /// Feed a completed bucket's means; true if the forecaster refused them.
-fn close(e: &mut Entry, b: Bucket, name: &str) -> bool {
+fn close(e: &mut Entry, b: Bucket, name: &str, horizons: usize) -> bool {
     let n = b.n.max(1) as f64;
     let mut means = PerResource::default();
     for r in Resource::ALL {
-        *means.get_mut(r) = b.sum[r.index()] / n;
+        let uplift = if b.capped[r.index()] {
+            CENSORED_UPLIFT
+        } else {
+            1.0
+        };
+        *means.get_mut(r) = b.sum[r.index()] / n * uplift;
     }
     match e.forecaster.update(b.start_s, means) {
         Ok(()) => {
             e.intents.observe(b.start_s, means);
             e.origin_s = Some(b.start_s);
-            e.refresh();
+            e.refresh(horizons);
             e.dirty = true;
             false
         }
@@ -301,11 +345,15 @@ mod tests {
         let start = 1_700_000_100; // a multiple of 300
         feed(&mut s, start, 1);
         let e = &s.tenants["u1"];
+        // The sample at `start` reports the 10 s before it: it completes the bucket before
+        // `start`; then 11 buckets complete and the 12th is still open.
         assert_eq!(
             e.forecaster.series.cpu.len(),
-            11,
-            "12 buckets begun, 11 completed"
+            12,
+            "the bucket before start, then 11 of 12"
         );
+        let (origin, _) = s.latest("u1").unwrap();
+        assert_eq!(origin, start + 10 * 300, "the last complete bucket");
         let f = s.forecast("u1").expect("a forecast after the first bucket");
         assert_eq!(f.cpu.point.len(), 48);
         assert!(
@@ -334,10 +382,11 @@ mod tests {
             &before,
             "forecasts at once after a restart"
         );
-        // And it goes on learning (the bucket open at export time is lost: at most 5 min).
+        // And it goes on learning (the bucket open at export time is lost but for the sample
+        // that completes it: at most 5 min).
         let len = r.tenants["u1"].forecaster.series.cpu.len();
         feed(&mut r, 1_700_000_100 + 10 * 3600, 1);
-        assert_eq!(r.tenants["u1"].forecaster.series.cpu.len(), len + 11);
+        assert_eq!(r.tenants["u1"].forecaster.series.cpu.len(), len + 12);
     }
 
     #[test]
@@ -351,9 +400,9 @@ mod tests {
         feed(&mut s, 1_700_000_100, 1);
         let len = s.tenants["u1"].forecaster.series.cpu.len();
         // The clock jumps back an hour: the bucket still open closes normally, the hour's
-        // buckets are refused and counted.
+        // buckets (and the one its first sample completes) are refused and counted.
         feed(&mut s, 1_700_000_100 - 3600, 1);
-        assert_eq!(s.rejected, 11);
+        assert_eq!(s.rejected, 12);
         assert_eq!(s.tenants["u1"].forecaster.series.cpu.len(), len + 1);
     }
 

@@ -10,8 +10,10 @@ pub mod replay;
 
 use crate::allocate::Policy;
 use crate::allocate::baselines::{NSigma, Reactive, StaticShare, Vpa};
+use crate::allocate::prescient::Prescient;
 use crate::backend::BackendError;
 use crate::backend::trace::{HostModel, TraceBackend};
+use crate::forecast::stage::ForecastStage;
 use crate::model::Class;
 use crate::pipeline::Controller;
 use metrics::Report;
@@ -19,11 +21,11 @@ use replay::Replay;
 use std::sync::Arc;
 
 /// The policies `simulate` knows.
-pub const POLICIES: [&str; 5] = ["static", "reactive", "vpa", "nsigma", "oracle"];
+pub const POLICIES: [&str; 6] = ["static", "reactive", "vpa", "nsigma", "prescient", "oracle"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("unknown policy {0:?} (known: static, reactive, vpa, nsigma, oracle)")]
+    #[error("unknown policy {0:?} (known: static, reactive, vpa, nsigma, prescient, oracle)")]
     UnknownPolicy(String),
     #[error("--knob {knob} is out of range for {policy}: {expected}")]
     Knob {
@@ -66,6 +68,12 @@ pub fn knob_help(policy: &str) -> Option<(&'static str, f64, f64, f64)> {
             0.0,
             100.0,
         )),
+        "prescient" => Some((
+            "c, the cost of a unit allocated and not used (a gold unit served is worth 4)",
+            Prescient::DEFAULT_COST,
+            0.0,
+            100.0,
+        )),
         _ => None,
     }
 }
@@ -76,6 +84,7 @@ pub fn sweep_values(policy: &str) -> Vec<Option<f64>> {
         "reactive" => [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0].map(Some).to_vec(),
         "vpa" => [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0].map(Some).to_vec(),
         "nsigma" => [0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0].map(Some).to_vec(),
+        "prescient" => [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2].map(Some).to_vec(),
         _ => vec![None],
     }
 }
@@ -137,9 +146,22 @@ pub fn make_policy(
         )),
         "vpa" => Box::new(Vpa::new(knob.unwrap_or_default())),
         "nsigma" => Box::new(NSigma::new(knob.unwrap_or_default())),
+        "prescient" => Box::new(Prescient::new(knob.unwrap_or_default())),
         _ => Box::new(oracle::Oracle::new(Arc::clone(replay))),
     };
     Ok((policy, knob))
+}
+
+/// The control loop for `policy` (named `name`), with forecasts for the policy that reads them.
+pub fn controller(name: &str, policy: Box<dyn Policy>) -> Controller {
+    let c = Controller::new(None).with_policy(policy);
+    if name != "prescient" {
+        return c;
+    }
+    // One interval ahead is all the policy reads; nothing to save to: the forecasters live
+    // as long as the replay.
+    let stage = ForecastStage::new(crate::forecast::Config::default()).with_horizons(1);
+    c.with_forecasts(stage, u64::MAX)
 }
 
 /// Replay the whole trace through the control loop with policy `name` (knob None: its
@@ -156,7 +178,7 @@ pub fn run(
     let (policy, knob) = make_policy(name, knob, tuning, replay)?;
     tracing::debug!(policy = %policy.describe(), "replay starts");
     let mut backend = TraceBackend::new(Arc::clone(replay), classes.to_vec(), host);
-    let mut controller = Controller::new(None).with_policy(policy);
+    let mut controller = controller(name, policy);
     let mut tally = metrics::Tally::default();
     while !backend.finished() {
         controller.step(&mut backend)?;

@@ -1,6 +1,5 @@
-use crate::allocate::{Policy, fit_priority, fit_to_host};
+use crate::allocate::{Inputs, Policy, fit_priority, fit_to_host};
 use crate::backend::trace::to_pipeline;
-use crate::collect::Observation;
 use crate::model::Allocation;
 use crate::model::{PerResource, Resource};
 use crate::sim::replay::{INTERVAL_S, Replay};
@@ -32,7 +31,8 @@ impl Policy for Oracle {
         "oracle".into()
     }
 
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         let k = ((obs.at_unix_ms / 1000 - self.replay.t0) / INTERVAL_S) as usize;
         let demands = obs
             .tenants

@@ -3,6 +3,7 @@
 use super::metrics::Report;
 use super::replay::{INTERVAL_S, Replay, ReplayTenant};
 use super::*;
+use crate::allocate::Inputs;
 use crate::backend::trace::CORE_MHZ;
 use crate::collect::Observation;
 use crate::model::{Allocation, TenantAllocation};
@@ -47,7 +48,8 @@ impl Policy for Fixed {
     fn describe(&self) -> String {
         "fixed".into()
     }
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         self.seen.lock().unwrap().push(obs.clone());
         Allocation {
             tenants: obs
@@ -176,8 +178,8 @@ fn no_policy_reads_an_interval_before_deciding_it() {
         fn describe(&self) -> String {
             self.0.describe()
         }
-        fn decide(&mut self, obs: &Observation) -> Allocation {
-            let a = self.0.decide(obs);
+        fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+            let a = self.0.decide(input);
             self.1.lock().unwrap().push(a.clone());
             a
         }
@@ -310,7 +312,8 @@ fn balloon_speed_limits_how_fast_memory_is_taken_back() {
         fn describe(&self) -> String {
             "drop".into()
         }
-        fn decide(&mut self, obs: &Observation) -> Allocation {
+        fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+            let obs = input.obs;
             self.0 += 1;
             let mem = if self.0 == 1 { 1000.0 } else { 100.0 };
             Allocation {
@@ -384,4 +387,54 @@ fn reactive_grows_out_of_a_cap_unless_told_not_to() {
     let grows = shortfall(1.5);
     assert!(stuck > 0.7, "ratchets at the cap: {stuck}");
     assert!(grows < 0.2, "grows out of it: {grows}");
+}
+
+/// Allocations of tenant 0's cpu (trace MHz) each interval, as `policy` decided them.
+fn cpu_allocations(r: &Arc<Replay>, host: HostModel, name: &str, knob: Option<f64>) -> Vec<f64> {
+    let (policy, _) = make_policy(name, knob, Tuning::default(), r).unwrap();
+    let mut backend = TraceBackend::new(Arc::clone(r), vec![Class::Gold; r.tenants.len()], host);
+    let mut c = controller(name, policy);
+    let mut out = Vec::new();
+    while !backend.finished() {
+        c.step(&mut backend).unwrap();
+        out.push(backend.served()[0].allocation[0]);
+    }
+    out
+}
+
+#[test]
+fn prescient_rises_before_a_recurring_step_and_reactive_after() {
+    // An hourly cycle: 100 MHz for 45 minutes, then 1000 for 15; three days of it.
+    let d: Vec<f32> = (0..864)
+        .map(|k| if k % 12 >= 9 { 1000.0 } else { 100.0 })
+        .collect();
+    let r = replay(&[&d]);
+    let host = HostModel::sized(&r, 1.5, 1e12);
+    let ready_at_step = |alloc: &[f64]| {
+        // On the last day: how often the interval where the step comes was already
+        // allocated 90 % of it.
+        let starts: Vec<usize> = (576..864).filter(|k| k % 12 == 9).collect();
+        starts.iter().filter(|&&k| alloc[k] >= 900.0).count() as f64 / starts.len() as f64
+    };
+    let p = ready_at_step(&cpu_allocations(&r, host, "prescient", None));
+    let q = ready_at_step(&cpu_allocations(&r, host, "reactive", None));
+    assert!(p >= 0.8, "prescient ready for the step in {p} of the hours");
+    assert!(q <= 0.1, "reactive is late: ready in {q}");
+}
+
+#[test]
+fn prescient_probes_out_of_a_cap() {
+    // A step the forecasts cannot know: served usage is capped at the allocation, and a
+    // capped tenant gets ×1.5 more at least until it is not capped.
+    let mut d = vec![100.0f32; 300];
+    d.extend([1000.0f32; 40]);
+    let r = replay(&[&d]);
+    let host = HostModel::sized(&r, 1.0, 1e12);
+    let alloc = cpu_allocations(&r, host, "prescient", None);
+    assert!(alloc[300] < 1000.0, "the step was not foreseen");
+    assert!(
+        alloc[300 + 8..].iter().all(|&a| a >= 999.0),
+        "grown out of the cap within 8 intervals: {:?}",
+        &alloc[300..315]
+    );
 }

@@ -1,6 +1,5 @@
-use super::super::Policy;
+use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::collect::Observation;
 use crate::model::Allocation;
 use crate::model::Resource;
 use std::collections::VecDeque;
@@ -31,7 +30,8 @@ impl Policy for NSigma {
         format!("nsigma(n={})", self.n)
     }
 
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         let n = self.n;
         self.tenants.decide(obs, |windows, r: Resource, seen| {
             let w = &mut windows[r.index()];

@@ -1,6 +1,5 @@
-use super::super::Policy;
+use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::collect::Observation;
 use crate::model::Allocation;
 
 /// `reactive`: the last observed usage × (1 + margin), as oVirt MOM's and Proxmox's
@@ -35,7 +34,8 @@ impl Policy for Reactive {
         )
     }
 
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         let (m, g) = (self.margin, self.cap_growth);
         self.tenants.decide(obs, |_, _, seen| {
             let grow = if seen.capped { g } else { 1.0 };

@@ -1,6 +1,5 @@
-use super::super::Policy;
+use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::collect::Observation;
 use crate::model::Allocation;
 
 /// `static`: the host split once and for all in proportion to class weight × provisioned
@@ -29,7 +28,8 @@ impl Policy for StaticShare {
         "static".into()
     }
 
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         self.tenants.decide(obs, |_, _, _| None)
     }
 }

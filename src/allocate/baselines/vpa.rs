@@ -1,6 +1,5 @@
-use super::super::Policy;
+use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::collect::Observation;
 use crate::model::Allocation;
 use crate::model::Resource;
 
@@ -118,7 +117,8 @@ impl Policy for Vpa {
         format!("vpa(percentile={})", self.percentile)
     }
 
-    fn decide(&mut self, obs: &Observation) -> Allocation {
+    fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+        let obs = input.obs;
         let p = self.percentile;
         self.tenants.decide(obs, |h, r, seen| {
             let h = h.get_or_insert_with(|| {
