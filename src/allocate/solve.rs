@@ -292,5 +292,49 @@ pub fn solve(items: &[Item], capacity: Option<f64>, cost: f64) -> Solution {
     }
 }
 
+/// Cost of one solve for `tenants` tenants × 4 resources, for `prescient bench solve`: random
+/// demand curves (seeded), classes 4/2/1, capacity at `scarcity` × what the tenants want at
+/// λ = 0. Returns the CPU nanoseconds of each of `passes` whole solves (4 resources each).
+pub fn bench(tenants: usize, scarcity: f64, passes: usize) -> Vec<u128> {
+    let mut seed = 42u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let resources: Vec<(Vec<Item>, f64)> = (0..4)
+        .map(|_| {
+            let items: Vec<Item> = (0..tenants)
+                .map(|_| {
+                    let w = [1.0, 2.0, 4.0][(rnd() * 3.0) as usize];
+                    let p50 = 1.0 + 100.0 * rnd();
+                    let p90 = p50 * (1.0 + rnd());
+                    let p95 = p90 * (1.0 + 0.3 * rnd());
+                    let p99 = p95 * (1.0 + 0.3 * rnd());
+                    Item {
+                        value: w,
+                        priority: w,
+                        demand: Demand::from_quantiles(p50, p90, p95, p99),
+                        lo: 0.05 * p50,
+                        hi: 1e6,
+                    }
+                })
+                .collect();
+            let want: f64 = items.iter().map(|i| at_price(i, 0.2)).sum();
+            (items, want * scarcity)
+        })
+        .collect();
+    (0..passes)
+        .map(|_| {
+            let c0 = crate::forecast::bench::thread_cpu_ns();
+            for (items, cap) in &resources {
+                std::hint::black_box(solve(items, Some(*cap), 0.2));
+            }
+            crate::forecast::bench::thread_cpu_ns() - c0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,29 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
+    /// Cost of one allocation solve (every resource's newsvendor with its shadow price) for
+    /// many tenants with random demand curves. Prints figures (use a release build).
+    Solve {
+        /// Tenants in the solve; at least 1.
+        #[arg(long, default_value_t = 1000, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        tenants: u64,
+        /// Capacity as a fraction of what the tenants want at no scarcity (below 1: λ > 0).
+        #[arg(
+            long,
+            default_value_t = 0.8,
+            value_name = "F",
+            allow_negative_numbers = true
+        )]
+        scarcity: f64,
+        /// Solves timed; the median is reported; at least 1.
+        #[arg(long, default_value_t = 21, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        passes: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cost of the online forecasters: update per series-step, one 48-step forecast with
     /// quantiles, state bytes per series. Prints figures (use a release build).
     Forecast {
@@ -33,6 +56,35 @@ pub enum BenchWhat {
 
 pub fn run(a: BenchArgs) -> super::CliResult {
     match a.what {
+        BenchWhat::Solve {
+            tenants,
+            scarcity,
+            passes,
+            json,
+        } => {
+            if !(scarcity.is_finite() && scarcity > 0.0) {
+                return Err(format!("--scarcity {scarcity} must be > 0").into());
+            }
+            let mut ns = crate::allocate::solve::bench(tenants as usize, scarcity, passes as usize);
+            ns.sort_unstable();
+            let ms = |v: u128| v as f64 / 1e6;
+            let (min, median, max) = (ms(ns[0]), ms(ns[ns.len() / 2]), ms(ns[ns.len() - 1]));
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "tenants": tenants, "resources": 4, "scarcity": scarcity,
+                        "passes": passes, "cpu_ms_min": min, "cpu_ms_median": median,
+                        "cpu_ms_max": max
+                    })
+                )?;
+            } else {
+                outln!(
+                    "solve for {tenants} tenants × 4 resources (capacity {scarcity} × what they want): {median:.3} ms CPU median of {passes} passes (min {min:.3}, max {max:.3})"
+                )?;
+            }
+            Ok(())
+        }
         BenchWhat::Forecast {
             trace,
             files,
