@@ -3,15 +3,15 @@
 //! resource: each class its own quantile 1 − c/w of demand when capacity is ample, a shared
 //! shadow price λ under scarcity. Knob: c, the cost of a unit allocated and not used.
 //!
-//! A tenant without a forecast yet (its first bucket has not completed) asks what `reactive`
-//! would, as a certain demand. A tenant that ran into its allocation had its demand cut off
+//! A tenant without a forecast for the coming interval (its first bucket has not completed,
+//! or it was away longer than its forecast reaches) asks what `reactive` would, as a certain
+//! demand. A tenant that ran into its allocation had its demand cut off
 //! at the cap (the forecaster learns served usage), so its next allocation is at least
 //! [`Prescient::PROBE_GROWTH`] × the last one: it probes upward until it is no longer capped.
 
 use super::baselines::{FLOOR, Reactive};
 use super::solve::{Demand, Item, solve};
 use super::{Inputs, Policy, static_shares};
-use crate::forecast::H;
 use crate::forecast::stage::BUCKET_S;
 use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
 use std::collections::HashMap;
@@ -78,17 +78,15 @@ impl Policy for Prescient {
                 .map(|((t, &share), f)| {
                     let hi = capacity.unwrap_or(f64::INFINITY);
                     let mut lo = FLOOR * share;
-                    let demand = match f {
-                        Some((origin, fc)) => {
-                            let h = ((now_bucket - origin) / BUCKET_S).clamp(1, H as i64);
-                            let q = fc.get(r).quantiles[h as usize - 1];
-                            Demand::from_quantiles(
-                                q[0] as f64,
-                                q[1] as f64,
-                                q[2] as f64,
-                                q[3] as f64,
-                            )
-                        }
+                    // The forecast's step for the coming interval; a forecast that does not
+                    // reach it (the tenant was away) is stale: ask as reactive would.
+                    let step = f.and_then(|(origin, fc)| {
+                        let h = (now_bucket - origin) / BUCKET_S;
+                        let q = fc.get(r).quantiles.get(usize::try_from(h - 1).ok()?)?;
+                        Some(q.map(f64::from))
+                    });
+                    let demand = match step {
+                        Some([p50, p90, p95, p99]) => Demand::from_quantiles(p50, p90, p95, p99),
                         None => Demand::certain(
                             t.usage
                                 .get(r)

@@ -438,3 +438,28 @@ fn prescient_probes_out_of_a_cap() {
         &alloc[300..315]
     );
 }
+
+#[test]
+fn prescient_takes_a_tenant_back_after_a_gap() {
+    // Away for an hour: its last forecast does not reach the interval it comes back in.
+    let mut d = vec![200.0f32; 100];
+    d.extend([f32::NAN; 12]);
+    d.extend([300.0f32; 20]);
+    let r = replay(&[&d, &[100.0; 132]]);
+    let host = HostModel::sized(&r, 2.0, 1e12);
+    let report = run(
+        &r,
+        &[Class::Gold, Class::Silver],
+        host,
+        "prescient",
+        None,
+        Tuning::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        report.resources.cpu.shortfall < 0.05,
+        "{:?}",
+        report.resources.cpu
+    );
+}
