@@ -19,21 +19,82 @@ use std::sync::Arc;
 
 pub struct Prescient {
     cost: f64,
-    /// Each tenant's last allocation (pipeline units), per resource.
-    last: HashMap<Arc<str>, [f64; 4]>,
+    /// Learn each tenant's sensitivity from its experience (see [`Learned`]).
+    feedback: bool,
+    tenants: HashMap<Arc<str>, Learned>,
     /// The shadow price of each resource in the last solve.
     prices: [f64; 4],
 }
+
+/// What the policy keeps of a tenant, per resource.
+///
+/// The feedback: after a change, what the tenant's experience says it gained. The host tells
+/// the served usage and whether the tenant ran into its allocation (vCPU delay, swap-in,
+/// drops on a real host; demand above the cap in the simulator). Given more, a tenant whose
+/// served usage did not rise and that was not capped before had no use for it: its
+/// sensitivity s falls. Squeezed, a tenant that became capped suffered from it: s rises.
+/// Given more and using it, or squeezed without harm, confirms what the forecast said and
+/// leaves s as it is. Its value per unit served is class weight × s, within [`S_MIN`,
+/// `S_MAX`].
+#[derive(Debug, Clone, Copy)]
+struct Learned {
+    /// The allocation for the interval that just ended, and the one before (pipeline units).
+    allocation: [f64; 4],
+    before: [f64; 4],
+    /// Served usage and capped, as the previous observation reported them.
+    usage: [f64; 4],
+    capped: [bool; 4],
+    sensitivity: [f64; 4],
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Learned {
+            allocation: [f64::NAN; 4],
+            before: [f64::NAN; 4],
+            usage: [f64::NAN; 4],
+            capped: [false; 4],
+            sensitivity: [1.0; 4],
+        }
+    }
+}
+
+impl Learned {
+    /// Take in what the interval under `allocation` showed: `usage` served, `capped`.
+    fn learn(&mut self, j: usize, usage: f64, capped: bool) {
+        let (now, before, was) = (self.allocation[j], self.before[j], self.usage[j]);
+        if now.is_finite() && before.is_finite() && was.is_finite() {
+            let step = if now > before * 1.01 && usage <= was * 1.01 && !self.capped[j] {
+                -ETA // given more, used none of it
+            } else if now < before * 0.99 && capped && !self.capped[j] {
+                ETA // squeezed into a cap
+            } else {
+                0.0
+            };
+            self.sensitivity[j] = (self.sensitivity[j] * step.exp()).clamp(S_MIN, S_MAX);
+        }
+        self.usage[j] = usage;
+        self.capped[j] = capped;
+    }
+}
+
+/// Step of the sensitivity's update.
+const ETA: f64 = 0.1;
+/// Bounds of the sensitivity.
+pub const S_MIN: f64 = 0.25;
+pub const S_MAX: f64 = 4.0;
 
 impl Prescient {
     pub const DEFAULT_COST: f64 = 0.2;
     /// How much more a capped tenant gets next, at least.
     pub const PROBE_GROWTH: f64 = 1.5;
 
-    pub fn new(cost: f64) -> Self {
+    /// `feedback`: learn each tenant's sensitivity (without it, every s is 1).
+    pub fn new(cost: f64, feedback: bool) -> Self {
         Prescient {
             cost,
-            last: HashMap::new(),
+            feedback,
+            tenants: HashMap::new(),
             prices: [0.0; 4],
         }
     }
@@ -51,14 +112,28 @@ impl Prescient {
 
 impl Policy for Prescient {
     fn describe(&self) -> String {
-        format!("prescient(c={})", self.cost)
+        format!("prescient(c={}, feedback={})", self.cost, self.feedback)
     }
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
         let obs = input.obs;
         for id in &obs.vanished {
-            self.last.remove(&*id.uuid);
+            self.tenants.remove(&*id.uuid);
         }
+        let mut learned: Vec<Learned> = obs
+            .tenants
+            .iter()
+            .map(|t| {
+                let mut l = self.tenants.get(&*t.id.uuid).copied().unwrap_or_default();
+                for r in Resource::ALL {
+                    match t.usage.get(r) {
+                        Some(u) if self.feedback => l.learn(r.index(), *u, *t.capped.get(r)),
+                        _ => l.usage[r.index()] = f64::NAN,
+                    }
+                }
+                l
+            })
+            .collect();
         // The bucket that holds the coming interval.
         let now_bucket = (obs.at_unix_ms / 1000).div_euclid(BUCKET_S) * BUCKET_S;
         let forecasts: Vec<_> = obs
@@ -75,7 +150,8 @@ impl Policy for Prescient {
                 .iter()
                 .zip(&shares)
                 .zip(&forecasts)
-                .map(|((t, &share), f)| {
+                .zip(&learned)
+                .map(|(((t, &share), f), l)| {
                     let hi = capacity.unwrap_or(f64::INFINITY);
                     let mut lo = FLOOR * share;
                     // The forecast's step for the coming interval; a forecast that does not
@@ -93,14 +169,13 @@ impl Policy for Prescient {
                                 .map_or(share, |u| u * (1.0 + Reactive::DEFAULT_MARGIN)),
                         ),
                     };
-                    if *t.capped.get(r)
-                        && let Some(last) = self.last.get(&*t.id.uuid)
-                    {
-                        lo = lo.max(last[r.index()] * Self::PROBE_GROWTH);
+                    let last = l.allocation[r.index()];
+                    if *t.capped.get(r) && last.is_finite() {
+                        lo = lo.max(last * Self::PROBE_GROWTH);
                     }
                     let w = t.policy.class.weight();
                     Item {
-                        value: w,
+                        value: w * l.sensitivity[r.index()],
                         priority: w,
                         demand,
                         lo: lo.min(hi),
@@ -110,17 +185,19 @@ impl Policy for Prescient {
                 .collect();
             let s = solve(&items, capacity, self.cost);
             self.prices[r.index()] = s.lambda;
-            for (a, x) in amounts.iter_mut().zip(s.x) {
+            for ((a, x), l) in amounts.iter_mut().zip(s.x).zip(learned.iter_mut()) {
                 *a.get_mut(r) = x;
+                l.before[r.index()] = l.allocation[r.index()];
+                l.allocation[r.index()] = x;
             }
         }
         let tenants = obs
             .tenants
             .iter()
             .zip(amounts)
-            .map(|(t, a)| {
-                self.last
-                    .insert(Arc::clone(&t.id.uuid), [a.cpu, a.mem, a.disk, a.net]);
+            .zip(learned)
+            .map(|((t, a), l)| {
+                self.tenants.insert(Arc::clone(&t.id.uuid), l);
                 TenantAllocation {
                     uuid: Arc::clone(&t.id.uuid),
                     amounts: a,

@@ -51,6 +51,10 @@ pub struct SimulateArgs {
         allow_negative_numbers = true
     )]
     pub cap_growth: f64,
+    /// prescient without its feedback: every tenant's sensitivity stays 1 instead of being
+    /// learned from how often it runs into its allocation.
+    #[arg(long)]
+    pub no_feedback: bool,
     /// Seed of the class draw.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
@@ -162,6 +166,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
 
     let tuning = sim::Tuning {
         reactive_cap_growth: a.cap_growth,
+        prescient_feedback: !a.no_feedback,
     };
     let runs: Vec<(String, Option<f64>)> = policies
         .iter()
@@ -203,6 +208,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         capacity: host.capacity,
         capacity_units: "cpu MHz, mem KiB, disk and net KiB/s (the traces' units)",
         reactive_cap_growth: a.cap_growth,
+        prescient_feedback: !a.no_feedback,
         files_skipped: skipped.len(),
     };
     if a.json {
@@ -255,6 +261,7 @@ struct Setup {
     capacity: crate::model::PerResource<f64>,
     capacity_units: &'static str,
     reactive_cap_growth: f64,
+    prescient_feedback: bool,
     files_skipped: usize,
 }
 

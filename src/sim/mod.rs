@@ -94,12 +94,15 @@ pub fn sweep_values(policy: &str) -> Vec<Option<f64>> {
 pub struct Tuning {
     /// `reactive`'s growth after a capped interval (1: none).
     pub reactive_cap_growth: f64,
+    /// `prescient` learns each tenant's sensitivity from its experience.
+    pub prescient_feedback: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             reactive_cap_growth: Reactive::DEFAULT_CAP_GROWTH,
+            prescient_feedback: true,
         }
     }
 }
@@ -146,7 +149,10 @@ pub fn make_policy(
         )),
         "vpa" => Box::new(Vpa::new(knob.unwrap_or_default())),
         "nsigma" => Box::new(NSigma::new(knob.unwrap_or_default())),
-        "prescient" => Box::new(Prescient::new(knob.unwrap_or_default())),
+        "prescient" => Box::new(Prescient::new(
+            knob.unwrap_or_default(),
+            tuning.prescient_feedback,
+        )),
         _ => Box::new(oracle::Oracle::new(Arc::clone(replay))),
     };
     Ok((policy, knob))

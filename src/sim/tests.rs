@@ -368,6 +368,7 @@ fn reactive_grows_out_of_a_cap_unless_told_not_to() {
     let shortfall = |g: f64| {
         let tuning = Tuning {
             reactive_cap_growth: g,
+            ..Tuning::default()
         };
         run(
             &r,
@@ -462,4 +463,41 @@ fn prescient_takes_a_tenant_back_after_a_gap() {
         "{:?}",
         report.resources.cpu
     );
+}
+
+#[test]
+fn feedback_lowers_a_tenant_that_never_uses_what_it_is_given_more() {
+    // Demand steady but for noise the forecast spreads its quantiles over: allocations move
+    // up and down around it, and a rise is never used. With feedback the tenant's value per
+    // unit falls, and so does its slack.
+    let mut seed = 9u64;
+    let d: Vec<f32> = (0..1200)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            100.0 + ((seed >> 33) % 20) as f32
+        })
+        .collect();
+    let r = replay(&[&d]);
+    let host = HostModel::sized(&r, 3.0, 1e12);
+    let slack = |feedback: bool| {
+        let tuning = Tuning {
+            prescient_feedback: feedback,
+            ..Tuning::default()
+        };
+        let rep = run(
+            &r,
+            &[Class::Gold],
+            host,
+            "prescient",
+            Some(0.2),
+            tuning,
+            &mut |_| {},
+        )
+        .unwrap();
+        rep.resources.cpu.slack
+    };
+    let (with, without) = (slack(true), slack(false));
+    assert!(with < without, "feedback {with} vs none {without}");
 }
