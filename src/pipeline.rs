@@ -85,6 +85,11 @@ impl Controller {
         Ok(obs)
     }
 
+    /// The policy, if the controller decides allocations.
+    pub fn policy(&self) -> Option<&dyn Policy> {
+        self.policy.as_deref()
+    }
+
     pub fn cycles(&self) -> u64 {
         self.cycles
     }

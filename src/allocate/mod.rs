@@ -25,6 +25,11 @@ pub trait Policy: Send {
     /// Name and knob, e.g. `reactive(margin=0.2)`.
     fn describe(&self) -> String;
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation;
+    /// The shadow price λ of each resource in the last decision, for a policy that has one
+    /// (0: capacity was ample).
+    fn prices(&self) -> Option<PerResource<f64>> {
+        None
+    }
 }
 
 /// The request a tenant makes when nothing is known of it yet: its share of the host in

@@ -22,8 +22,52 @@ pub struct Prescient {
     /// Learn each tenant's sensitivity from its experience (see [`Learned`]).
     feedback: bool,
     tenants: HashMap<Arc<str>, Learned>,
+    /// What each resource's allocations have served, for its price of slack.
+    ledger: [Ledger; 4],
     /// The shadow price of each resource in the last solve.
     prices: [f64; 4],
+}
+
+/// A resource's allocations and what they served, discounted (a one-day half-life at
+/// 5-minute intervals), from the host's own measurements: the policy's allocations and the
+/// served usage under them.
+///
+/// The knob c prices slack in the terms the operator judges a resource by: its weighted
+/// shortfall Σ w·unmet / Σ w·demand and its slack Σ unused / Σ allocated. One more unit for
+/// tenant i changes the first by −w_i·P(D_i > x_i)/W and the second by (P(D_i ≤ x_i) − s)/A
+/// (W: Σ w·demand, A: Σ allocation, s: the slack). Weighing both alike, the newsvendor's
+/// cost of a unit in resource r is c·(1 − s_r)·W_r/A_r: a resource with slack to spare takes
+/// one more unit of it at a lower price than one that runs lean.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ledger {
+    allocated: f64,
+    unused: f64,
+    weighted_served: f64,
+}
+
+impl Ledger {
+    const KEEP: f64 = 0.997_596; // 0.5^(1/288)
+
+    fn add(&mut self, allocation: f64, served: f64, weight: f64) {
+        self.allocated += allocation;
+        self.unused += (allocation - served).max(0.0);
+        self.weighted_served += weight * served;
+    }
+
+    fn decay(&mut self) {
+        self.allocated *= Self::KEEP;
+        self.unused *= Self::KEEP;
+        self.weighted_served *= Self::KEEP;
+    }
+
+    /// The cost of a unit allocated, for knob `c` (c itself until something was served).
+    fn cost(&self, c: f64) -> f64 {
+        if self.allocated <= 0.0 || self.weighted_served <= 0.0 {
+            return c;
+        }
+        let slack = (self.unused / self.allocated).clamp(0.0, 1.0);
+        c * (1.0 - slack) * self.weighted_served / self.allocated
+    }
 }
 
 /// What the policy keeps of a tenant, per resource.
@@ -95,22 +139,22 @@ impl Prescient {
             cost,
             feedback,
             tenants: HashMap::new(),
+            ledger: [Ledger::default(); 4],
             prices: [0.0; 4],
-        }
-    }
-
-    /// λ per resource of the last decision.
-    pub fn prices(&self) -> PerResource<f64> {
-        PerResource {
-            cpu: self.prices[0],
-            mem: self.prices[1],
-            disk: self.prices[2],
-            net: self.prices[3],
         }
     }
 }
 
 impl Policy for Prescient {
+    fn prices(&self) -> Option<PerResource<f64>> {
+        Some(PerResource {
+            cpu: self.prices[0],
+            mem: self.prices[1],
+            disk: self.prices[2],
+            net: self.prices[3],
+        })
+    }
+
     fn describe(&self) -> String {
         format!("prescient(c={}, feedback={})", self.cost, self.feedback)
     }
@@ -120,12 +164,17 @@ impl Policy for Prescient {
         for id in &obs.vanished {
             self.tenants.remove(&*id.uuid);
         }
+        self.ledger.iter_mut().for_each(Ledger::decay);
         let mut learned: Vec<Learned> = obs
             .tenants
             .iter()
             .map(|t| {
                 let mut l = self.tenants.get(&*t.id.uuid).copied().unwrap_or_default();
                 for r in Resource::ALL {
+                    let (a, u) = (l.allocation[r.index()], t.usage.get(r));
+                    if let (true, Some(u)) = (a.is_finite(), u) {
+                        self.ledger[r.index()].add(a, *u, t.policy.class.weight());
+                    }
                     match t.usage.get(r) {
                         Some(u) if self.feedback => l.learn(r.index(), *u, *t.capped.get(r)),
                         _ => l.usage[r.index()] = f64::NAN,
@@ -183,7 +232,7 @@ impl Policy for Prescient {
                     }
                 })
                 .collect();
-            let s = solve(&items, capacity, self.cost);
+            let s = solve(&items, capacity, self.ledger[r.index()].cost(self.cost));
             self.prices[r.index()] = s.lambda;
             for ((a, x), l) in amounts.iter_mut().zip(s.x).zip(learned.iter_mut()) {
                 *a.get_mut(r) = x;
@@ -205,5 +254,62 @@ impl Policy for Prescient {
             })
             .collect();
         Allocation { tenants }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tenant's sensitivity for cpu after `steps` of (allocation, served usage, capped).
+    fn learn(steps: &[(f64, f64, bool)]) -> f64 {
+        let mut l = Learned::default();
+        for &(allocation, usage, capped) in steps {
+            l.learn(0, usage, capped); // what the interval under the last allocation showed
+            l.before[0] = l.allocation[0];
+            l.allocation[0] = allocation;
+        }
+        l.sensitivity[0]
+    }
+
+    #[test]
+    fn feedback_follows_what_the_tenant_gained() {
+        // Given more (10 → 20) and using none of it: lower.
+        let idle = learn(&[
+            (10.0, 5.0, false),
+            (10.0, 5.0, false),
+            (20.0, 5.0, false),
+            (20.0, 5.0, false),
+        ]);
+        assert!(idle < 1.0, "{idle}");
+        // Given more and using it: as it was.
+        let used = learn(&[
+            (10.0, 5.0, false),
+            (10.0, 5.0, false),
+            (20.0, 5.0, false),
+            (20.0, 15.0, false),
+        ]);
+        assert_eq!(used, 1.0);
+        // Squeezed (20 → 10) into a cap: higher.
+        let hurt = learn(&[
+            (20.0, 15.0, false),
+            (20.0, 15.0, false),
+            (10.0, 15.0, false),
+            (10.0, 10.0, true),
+        ]);
+        assert!(hurt > 1.0, "{hurt}");
+        // Squeezed without harm: as it was.
+        let fine = learn(&[
+            (20.0, 5.0, false),
+            (20.0, 5.0, false),
+            (10.0, 5.0, false),
+            (10.0, 5.0, false),
+        ]);
+        assert_eq!(fine, 1.0);
+        // Bounded.
+        let many: Vec<_> = (0..200)
+            .flat_map(|_| [(10.0, 5.0, false), (20.0, 5.0, false)])
+            .collect();
+        assert_eq!(learn(&many), S_MIN);
     }
 }

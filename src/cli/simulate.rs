@@ -315,6 +315,19 @@ pub fn render(reports: &[Report]) -> String {
             let _ = writeln!(s, "  {:<8} {}", res.name(), cells(r.resources.get(res)));
         }
         let _ = writeln!(s, "  {:<8} {}", "overall", cells(&r.overall));
+        if let Some(p) = &r.prices {
+            let _ = write!(s, "  λ mean (share of intervals short):");
+            for res in Resource::ALL {
+                let _ = write!(
+                    s,
+                    " {} {:.3} ({:.0}%)",
+                    res.name(),
+                    p.mean.get(res),
+                    100.0 * p.scarce.get(res)
+                );
+            }
+            let _ = writeln!(s);
+        }
     }
     s
 }

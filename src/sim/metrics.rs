@@ -146,6 +146,51 @@ pub fn overall(per: &PerResource<Metrics>) -> Metrics {
     }
 }
 
+/// A policy's shadow prices over a replay, per resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Prices {
+    /// Mean λ over the intervals.
+    pub mean: PerResource<f64>,
+    /// Share of the intervals in which capacity was short (λ > 0).
+    pub scarce: PerResource<f64>,
+}
+
+/// Running sums of a policy's shadow prices.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTally {
+    sum: [f64; 4],
+    scarce: [u64; 4],
+    n: u64,
+}
+
+impl PriceTally {
+    pub fn record(&mut self, p: &PerResource<f64>) {
+        for r in Resource::ALL {
+            let v = *p.get(r);
+            self.sum[r.index()] += v;
+            self.scarce[r.index()] += (v > 0.0) as u64;
+        }
+        self.n += 1;
+    }
+
+    /// None when no price was recorded (a policy without one).
+    pub fn prices(&self) -> Option<Prices> {
+        let n = self.n as f64;
+        (self.n > 0).then(|| {
+            let per = |f: &dyn Fn(usize) -> f64| PerResource {
+                cpu: f(0),
+                mem: f(1),
+                disk: f(2),
+                net: f(3),
+            };
+            Prices {
+                mean: per(&|j| self.sum[j] / n),
+                scarce: per(&|j| self.scarce[j] as f64 / n),
+            }
+        })
+    }
+}
+
 /// One run's result, as `prescient simulate --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -153,6 +198,9 @@ pub struct Report {
     pub knob: Option<f64>,
     pub resources: PerResource<Metrics>,
     pub overall: Metrics,
+    /// The shadow prices, for a policy that has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
 }
 
 #[cfg(test)]

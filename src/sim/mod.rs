@@ -186,9 +186,13 @@ pub fn run(
     let mut backend = TraceBackend::new(Arc::clone(replay), classes.to_vec(), host);
     let mut controller = controller(name, policy);
     let mut tally = metrics::Tally::default();
+    let mut prices = metrics::PriceTally::default();
     while !backend.finished() {
         controller.step(&mut backend)?;
         tally.record(backend.served());
+        if let Some(p) = controller.policy().and_then(|p| p.prices()) {
+            prices.record(&p);
+        }
         progress(backend.step());
     }
     let (resources, overall) = tally.metrics(replay::INTERVAL_S as f64);
@@ -197,6 +201,7 @@ pub fn run(
         knob,
         resources,
         overall,
+        prices: prices.prices(),
     })
 }
 #[cfg(test)]
