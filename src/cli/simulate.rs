@@ -14,11 +14,13 @@ pub struct SimulateArgs {
     /// Directory of per-VM trace files in the GWA-T-12 layout (`N.csv` or `N.csv.gz`).
     #[arg(long, value_name = "DIR")]
     pub trace: PathBuf,
-    /// Policies to replay, comma-separated: static, reactive, vpa, nsigma, oracle, or `all`.
+    /// Policies to replay, comma-separated: static, reactive, vpa, nsigma, prescient, oracle,
+    /// or `all`.
     #[arg(long, value_name = "LIST", default_value = "reactive")]
     pub policy: String,
     /// Each policy's aggressiveness: reactive's margin (default 0.2), vpa's percentile (0.9),
-    /// nsigma's n (5). Applies to the listed policies that have a knob.
+    /// nsigma's n (5), prescient's price of slack c (0.2; lower gives more). Applies to the
+    /// listed policies that have a knob.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub knob: Option<f64>,
     /// Run each policy over a range of knob values and report its shortfall-versus-slack

@@ -69,7 +69,7 @@ pub fn knob_help(policy: &str) -> Option<(&'static str, f64, f64, f64)> {
             100.0,
         )),
         "prescient" => Some((
-            "c, the cost of a unit allocated and not used (a gold unit served is worth 4)",
+            "c, the price of slack against weighted shortfall",
             Prescient::DEFAULT_COST,
             0.0,
             100.0,
@@ -84,7 +84,7 @@ pub fn sweep_values(policy: &str) -> Vec<Option<f64>> {
         "reactive" => [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0].map(Some).to_vec(),
         "vpa" => [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0].map(Some).to_vec(),
         "nsigma" => [0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0].map(Some).to_vec(),
-        "prescient" => [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2].map(Some).to_vec(),
+        "prescient" => [0.02, 0.05, 0.1, 0.2, 0.4, 1.2, 3.0].map(Some).to_vec(),
         _ => vec![None],
     }
 }
