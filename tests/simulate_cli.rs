@@ -283,3 +283,48 @@ fn forecast_eval_and_bench_refuse_traces_with_nothing_to_measure() {
         );
     }
 }
+
+#[test]
+fn frontier_plot_draws_saved_runs_and_names_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = slice();
+    let out = simulate(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "--policy",
+        "reactive,oracle",
+        "--sweep",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let runs = dir.path().join("runs.json");
+    std::fs::write(&runs, &out.stdout).unwrap();
+    let svg = dir.path().join("f.svg");
+    let out = prescient(&[
+        "frontier-plot",
+        runs.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("reactive") && text.contains("oracle"));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "[{\"knob\": 1}]").unwrap();
+    let out = prescient(&[
+        "frontier-plot",
+        bad.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("bad.json run 1") && err.contains("policy"),
+        "{err}"
+    );
+}

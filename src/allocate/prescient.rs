@@ -129,7 +129,7 @@ pub const S_MIN: f64 = 0.25;
 pub const S_MAX: f64 = 4.0;
 
 impl Prescient {
-    pub const DEFAULT_COST: f64 = 0.2;
+    pub const DEFAULT_COST: f64 = 0.05;
     /// How much more a capped tenant gets next, at least.
     pub const PROBE_GROWTH: f64 = 1.5;
 

@@ -31,6 +31,7 @@ pub mod collect;
 pub mod daemon;
 pub mod forecast_eval;
 pub mod forecast_plot;
+pub mod frontier_plot;
 pub mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,9 @@ pub enum Command {
     ForecastEval(forecast_eval::ForecastEvalArgs),
     /// Draw one forecast (point, p50–p95 band, p99) against what came, as SVG.
     ForecastPlot(forecast_plot::ForecastPlotArgs),
+    /// Draw the shortfall-versus-slack frontiers of saved `simulate --json` runs as SVG (the
+    /// plot `simulate --plot` draws, from runs made separately).
+    FrontierPlot(frontier_plot::FrontierPlotArgs),
     /// Print cost figures of a component (release build advised).
     Bench(bench::BenchArgs),
 }
@@ -86,6 +90,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Simulate(a) => simulate::run(a),
         Command::ForecastEval(a) => forecast_eval::run(a),
         Command::ForecastPlot(a) => forecast_plot::run(a),
+        Command::FrontierPlot(a) => frontier_plot::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

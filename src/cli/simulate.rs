@@ -19,7 +19,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "LIST", default_value = "reactive")]
     pub policy: String,
     /// Each policy's aggressiveness: reactive's margin (default 0.2), vpa's percentile (0.9),
-    /// nsigma's n (5), prescient's price of slack c (0.2; lower gives more). Applies to the
+    /// nsigma's n (5), prescient's price of slack c (0.05; lower gives more). Applies to the
     /// listed policies that have a knob.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub knob: Option<f64>,

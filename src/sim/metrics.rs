@@ -9,16 +9,16 @@
 
 use crate::backend::trace::{Served, exceeds};
 use crate::model::{Class, PerResource, Resource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClassRates {
     pub gold: Option<f64>,
     pub silver: Option<f64>,
     pub bronze: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub shortfall: f64,
     pub weighted_shortfall: f64,
@@ -147,7 +147,7 @@ pub fn overall(per: &PerResource<Metrics>) -> Metrics {
 }
 
 /// A policy's shadow prices over a replay, per resource.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prices {
     /// Mean λ over the intervals.
     pub mean: PerResource<f64>,
@@ -191,15 +191,15 @@ impl PriceTally {
     }
 }
 
-/// One run's result, as `prescient simulate --json` prints it.
-#[derive(Debug, Clone, Serialize)]
+/// One run's result, as `prescient simulate --json` prints it (and `frontier-plot` reads it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub policy: String,
     pub knob: Option<f64>,
     pub resources: PerResource<Metrics>,
     pub overall: Metrics,
     /// The shadow prices, for a policy that has them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<Prices>,
 }
 
