@@ -73,13 +73,17 @@ fn several_policies_print_a_list_and_the_oracle_wins() {
         "--json",
     ]));
     let runs = v.as_array().unwrap();
-    assert_eq!(runs.len(), 5);
+    assert_eq!(
+        runs.len(),
+        prescient::sim::POLICIES.len(),
+        "`all` runs every policy"
+    );
     let ws = |p: &str| {
         runs.iter().find(|r| r["policy"] == p).unwrap()["overall"]["weighted_shortfall"]
             .as_f64()
             .unwrap()
     };
-    for p in ["static", "reactive", "vpa", "nsigma"] {
+    for p in ["static", "reactive", "vpa", "nsigma", "prescient"] {
         assert!(
             ws("oracle") <= ws(p),
             "oracle {} vs {p} {}",
