@@ -3,6 +3,7 @@
 //! timer against the libvirt backend; the simulator calls it once per trace interval against
 //! the trace backend. There is no second copy of this sequence.
 
+use crate::allocate::rules::Rules;
 use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
@@ -13,6 +14,7 @@ pub struct Controller {
     collector: Collector,
     profile: Option<ProfileWriter>,
     policy: Option<Box<dyn Policy>>,
+    rules: Rules,
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
@@ -26,6 +28,7 @@ impl Controller {
             collector: Collector::new(),
             profile,
             policy: None,
+            rules: Rules::default(),
             forecasts: None,
             save_every: 0,
             cycles: 0,
@@ -78,11 +81,22 @@ impl Controller {
             let input = Inputs {
                 obs: &obs,
                 forecasts: self.forecasts.as_ref(),
+                rules: &self.rules,
             };
             let allocation = policy.decide(&input);
             backend.apply(&allocation)?;
         }
         Ok(obs)
+    }
+
+    /// The operator's rules the policy obeys (the defaults until set).
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Obey `rules` from the next cycle on.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
     }
 
     /// The policy, if the controller decides allocations.

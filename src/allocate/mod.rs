@@ -4,19 +4,22 @@
 
 pub mod baselines;
 pub mod prescient;
+pub mod rules;
 pub mod solve;
 
 use crate::collect::{Observation, TenantStats};
 use crate::forecast::stage::ForecastStage;
 use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
+use rules::Rules;
 use std::sync::Arc;
 
 /// What a policy sees when it decides the coming interval: what a real host measures (the
 /// observation of the interval that just ended) and, when the control loop forecasts, every
-/// tenant's forecast.
+/// tenant's forecast; and the operator's rules it must obey.
 pub struct Inputs<'a> {
     pub obs: &'a Observation,
     pub forecasts: Option<&'a ForecastStage>,
+    pub rules: &'a Rules,
 }
 
 /// Decides allocations, once per interval, after the observation of the interval that just
@@ -42,15 +45,16 @@ pub fn size(t: &TenantStats, r: Resource) -> f64 {
     }
 }
 
-/// Each tenant's static share of `capacity` of resource `r`: ∝ class weight × size.
-pub fn static_shares(obs: &Observation, r: Resource) -> Vec<f64> {
+/// Each tenant's static share of what the tenants may have of resource `r` (the host's
+/// capacity less its reserve): ∝ class weight × size.
+pub fn static_shares(obs: &Observation, rules: &Rules, r: Resource) -> Vec<f64> {
     let keys: Vec<f64> = obs
         .tenants
         .iter()
-        .map(|t| t.policy.class.weight() * size(t, r))
+        .map(|t| rules.weight(t.policy.class) * size(t, r))
         .collect();
     let total: f64 = keys.iter().sum();
-    match obs.host.capacity.get(r) {
+    match rules.capacity(&obs.host, r) {
         Some(c) if total > 0.0 => keys.iter().map(|k| c * k / total).collect(),
         // No known capacity: every tenant may have its provisioned size.
         _ => obs.tenants.iter().map(|t| size(t, r)).collect(),
@@ -130,29 +134,44 @@ pub fn fit_priority(requests: &mut [f64], weights: &[f64], capacity: f64) {
     }
 }
 
-/// Turn per-tenant requests into an allocation that fits the host: negative or non-finite
-/// requests become 0, then each resource with a known capacity is fitted with `fit`
-/// ([`fit_weighted`] or [`fit_priority`]).
+/// Turn per-tenant requests into an allocation that fits the host under the operator's
+/// rules: negative or non-finite requests become 0 and each is held within the tenant's
+/// reservation and limit; then, for each resource with a known capacity (less the host's
+/// reserve), the reservations are given first and what the requests ask beyond them is
+/// fitted into the rest with `fit` ([`fit_weighted`] or [`fit_priority`]). When even the
+/// reservations do not fit, they are squeezed, the lowest weight first.
 pub fn fit_to_host(
     obs: &Observation,
+    rules: &Rules,
     mut requests: Vec<PerResource<f64>>,
     fit: fn(&mut [f64], &[f64], f64),
 ) -> Allocation {
     let weights: Vec<f64> = obs
         .tenants
         .iter()
-        .map(|t| t.policy.class.weight())
+        .map(|t| rules.weight(t.policy.class))
         .collect();
     for r in Resource::ALL {
+        let bounds: Vec<(f64, f64)> = obs.tenants.iter().map(|t| rules.bounds(t, r)).collect();
         let mut col: Vec<f64> = requests
             .iter()
-            .map(|q| {
+            .zip(&bounds)
+            .map(|(q, &(lo, hi))| {
                 let v = *q.get(r);
-                if v.is_finite() { v.max(0.0) } else { 0.0 }
+                (if v.is_finite() { v.max(0.0) } else { 0.0 }).clamp(lo, hi)
             })
             .collect();
-        if let Some(c) = *obs.host.capacity.get(r) {
-            fit(&mut col, &weights, c);
+        if let Some(c) = rules.capacity(&obs.host, r) {
+            let mut lows: Vec<f64> = bounds.iter().map(|b| b.0).collect();
+            let reserved: f64 = lows.iter().sum();
+            if reserved >= c {
+                fit_priority(&mut lows, &weights, c);
+                col = lows;
+            } else {
+                let mut above: Vec<f64> = col.iter().zip(&lows).map(|(x, lo)| x - lo).collect();
+                fit(&mut above, &weights, c - reserved);
+                col = lows.iter().zip(above).map(|(lo, a)| lo + a).collect();
+            }
         }
         for (q, v) in requests.iter_mut().zip(col) {
             *q.get_mut(r) = v;
@@ -174,6 +193,71 @@ pub fn fit_to_host(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Class;
+
+    /// An observation of tenants of `classes` on a host of `cpus` cores, each using 1 core.
+    pub(crate) fn host_of(cpus: f64, classes: &[Class]) -> Observation {
+        let mut obs = Observation {
+            at_unix_ms: 0,
+            host: Default::default(),
+            tenants: vec![],
+            appeared: vec![],
+            vanished: vec![],
+        };
+        obs.host.capacity.cpu = Some(cpus);
+        for (i, &class) in classes.iter().enumerate() {
+            let mut t = TenantStats::default();
+            t.id.uuid = format!("u{i}").into();
+            t.policy.class = class;
+            t.vcpus = 4;
+            t.usage.cpu = Some(1.0);
+            obs.tenants.push(t);
+        }
+        obs
+    }
+
+    fn cpu(a: &Allocation) -> Vec<f64> {
+        a.tenants.iter().map(|t| t.amounts.cpu).collect()
+    }
+
+    fn requests(cpu: &[f64]) -> Vec<PerResource<f64>> {
+        cpu.iter()
+            .map(|&c| PerResource {
+                cpu: c,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fitting_obeys_reservations_limits_and_the_host_reserve() {
+        let obs = host_of(10.0, &[Class::Gold, Class::Silver, Class::Bronze]);
+        let rules = rules::Rules::parse(
+            "[host.reserve]\ncpu_cores = 2\n\
+             [classes.gold]\nlimit = { cpu_cores = 3 }\n\
+             [classes.bronze]\nreservation = { cpu_cores = 2 }\n",
+            "test",
+        )
+        .unwrap();
+        // Ample: gold held at its limit, bronze lifted to its reservation.
+        let a = fit_to_host(&obs, &rules, requests(&[5.0, 1.0, 0.5]), fit_weighted);
+        assert_eq!(cpu(&a), [3.0, 1.0, 2.0]);
+        // Short (8 cores after the reserve): bronze keeps its reservation, the rest is
+        // shared by weight beyond the reservations.
+        let a = fit_to_host(&obs, &rules, requests(&[3.0, 6.0, 4.0]), fit_weighted);
+        let x = cpu(&a);
+        assert!((x.iter().sum::<f64>() - 8.0).abs() < 1e-9, "{x:?}");
+        assert!(x[2] >= 2.0 && x[0] <= 3.0, "{x:?}");
+        // Reservations beyond the host: the lowest weight is squeezed first.
+        let rules = rules::Rules::parse(
+            "[classes.gold]\nreservation = { cpu_cores = 6 }\n\
+             [classes.bronze]\nreservation = { cpu_cores = 6 }\n",
+            "test",
+        )
+        .unwrap();
+        let a = fit_to_host(&obs, &rules, requests(&[1.0, 1.0, 1.0]), fit_weighted);
+        assert_eq!(cpu(&a), [6.0, 0.0, 4.0]);
+    }
 
     #[test]
     fn priority_fill() {

@@ -191,9 +191,11 @@ impl Policy for Prescient {
             .map(|t| input.forecasts.and_then(|f| f.latest(&t.id.uuid)))
             .collect();
         let mut amounts = vec![PerResource::<f64>::default(); obs.tenants.len()];
+        let rules = input.rules;
         for r in Resource::ALL {
-            let shares = static_shares(obs, r);
-            let capacity = *obs.host.capacity.get(r);
+            let shares = static_shares(obs, rules, r);
+            let capacity = rules.capacity(&obs.host, r);
+            let cost = self.ledger[r.index()].cost(self.cost);
             let items: Vec<Item> = obs
                 .tenants
                 .iter()
@@ -201,8 +203,9 @@ impl Policy for Prescient {
                 .zip(&forecasts)
                 .zip(&learned)
                 .map(|(((t, &share), f), l)| {
-                    let hi = capacity.unwrap_or(f64::INFINITY);
-                    let mut lo = FLOOR * share;
+                    let (reservation, limit) = rules.bounds(t, r);
+                    let hi = capacity.unwrap_or(f64::INFINITY).min(limit);
+                    let mut lo = (FLOOR * share).max(reservation);
                     // The forecast's step for the coming interval; a forecast that does not
                     // reach it (the tenant was away) is stale: ask as reactive would.
                     let step = f.and_then(|(origin, fc)| {
@@ -222,9 +225,16 @@ impl Policy for Prescient {
                     if *t.capped.get(r) && last.is_finite() {
                         lo = lo.max(last * Self::PROBE_GROWTH);
                     }
-                    let w = t.policy.class.weight();
+                    let class = rules.class(t.policy.class);
+                    // A class with a provisioning target τ values a unit so that it gets its
+                    // τ-quantile when capacity is ample: v = cost / (1 − τ).
+                    let value = match class.target.get(r) {
+                        Some(tau) => cost.max(1e-9) / (1.0 - tau),
+                        None => class.weight,
+                    };
+                    let w = class.weight;
                     Item {
-                        value: w * l.sensitivity[r.index()],
+                        value: value * l.sensitivity[r.index()],
                         priority: w,
                         demand,
                         lo: lo.min(hi),
@@ -232,7 +242,7 @@ impl Policy for Prescient {
                     }
                 })
                 .collect();
-            let s = solve(&items, capacity, self.ledger[r.index()].cost(self.cost));
+            let s = solve(&items, capacity, cost);
             self.prices[r.index()] = s.lambda;
             for ((a, x), l) in amounts.iter_mut().zip(s.x).zip(learned.iter_mut()) {
                 *a.get_mut(r) = x;
@@ -260,6 +270,45 @@ impl Policy for Prescient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allocate::rules::Rules;
+    use crate::allocate::tests::host_of;
+    use crate::model::Class;
+
+    fn decide(obs: &crate::collect::Observation, rules: &str) -> Vec<f64> {
+        let rules = Rules::parse(rules, "test").unwrap();
+        let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
+        let input = Inputs {
+            obs,
+            forecasts: None,
+            rules: &rules,
+        };
+        let a = p.decide(&input);
+        a.tenants.iter().map(|t| t.amounts.cpu).collect()
+    }
+
+    #[test]
+    fn the_rules_bound_the_solve() {
+        // Without forecasts each tenant asks what reactive would (1.2 cores).
+        let obs = host_of(16.0, &[Class::Gold, Class::Silver, Class::Bronze]);
+        let x = decide(&obs, "");
+        assert!(x.iter().all(|&x| (x - 1.2).abs() < 1e-9), "{x:?}");
+        let x = decide(
+            &obs,
+            "[classes.gold]\nlimit = { cpu_cores = 0.5 }\n\
+             [classes.bronze]\nreservation = { cpu_cores = 3 }\n",
+        );
+        assert_eq!(x[0], 0.5);
+        assert!((x[1] - 1.2).abs() < 1e-9 && x[2] == 3.0, "{x:?}");
+        // A tenant's metadata overrides its class.
+        let mut obs = obs;
+        obs.tenants[0].policy.limit.cpu = Some(0.8);
+        let x = decide(&obs, "[classes.gold]\nlimit = { cpu_cores = 0.5 }\n");
+        assert_eq!(x[0], 0.8);
+        // The host reserve comes off what the tenants share: 1 core left for 3 × 1.2.
+        let x = decide(&obs, "[host.reserve]\ncpu_cores = 15\n");
+        assert!((x.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{x:?}");
+        assert!(x[0] > x[1] && x[1] > x[2], "{x:?}");
+    }
 
     /// A tenant's sensitivity for cpu after `steps` of (allocation, served usage, capped).
     fn learn(steps: &[(f64, f64, bool)]) -> f64 {

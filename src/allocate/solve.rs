@@ -261,15 +261,29 @@ pub fn solve(items: &[Item], capacity: Option<f64>, cost: f64) -> Solution {
         .ok()
         .and_then(|r| r.state.best_param)
         .unwrap_or(lambda_max);
-    // The root may sit on a jump (a point mass): take the feasible side, then share what is
-    // left among the tenants at the jump, in proportion to their step.
+    // The root may sit on a jump (a point mass): bracket it between an infeasible price `lo`
+    // and a feasible one `hi`, narrow the bracket by bisection, take the feasible side, then
+    // share what is left among the tenants at the jump, in proportion to their step.
+    let feasible = |l: f64| total(items, cost + l) <= capacity;
     let mut hi = found.clamp(0.0, lambda_max);
     let mut step = tol.max(1e-12);
-    while total(items, cost + hi) > capacity && hi < lambda_max {
+    while !feasible(hi) && hi < lambda_max {
         hi = (hi + step).min(lambda_max);
         step *= 2.0;
     }
-    let lo = (hi - step).max(0.0);
+    let mut lo = hi;
+    let mut step = tol.max(1e-12);
+    while feasible(lo) && lo > 0.0 {
+        lo = (lo - step).max(0.0);
+        step *= 2.0;
+    }
+    for _ in 0..200 {
+        if hi - lo <= tol.max(1e-12) {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        if feasible(mid) { hi = mid } else { lo = mid }
+    }
     let mut x: Vec<f64> = items.iter().map(|i| at_price(i, cost + hi)).collect();
     let left = capacity - x.iter().sum::<f64>();
     let gaps: Vec<f64> = items

@@ -47,6 +47,6 @@ impl Policy for Oracle {
                 d
             })
             .collect();
-        fit_to_host(obs, demands, fit_priority)
+        fit_to_host(obs, input.rules, demands, fit_priority)
     }
 }

@@ -4,7 +4,8 @@
 //! Every baseline requests, per tenant and resource, an amount computed from the usage it
 //! observed; a tenant with no usage yet requests its static share. Requests never go below
 //! [`FLOOR`] × the static share (a cap of 0 would starve a tenant for good: its served usage,
-//! all a policy sees, would stay 0). Requests beyond capacity are scaled down by class weight
+//! all a policy sees, would stay 0). Requests are held within each tenant's reservation and
+//! limit, and requests beyond capacity are scaled down by class weight
 //! ([`super::fit_to_host`]).
 
 mod nsigma;
@@ -17,8 +18,7 @@ pub use reactive::Reactive;
 pub use static_share::StaticShare;
 pub use vpa::Vpa;
 
-use super::{fit_to_host, fit_weighted, static_shares};
-use crate::collect::Observation;
+use super::{Inputs, fit_to_host, fit_weighted, static_shares};
 use crate::model::Allocation;
 use crate::model::{PerResource, Resource};
 use std::collections::HashMap;
@@ -53,16 +53,17 @@ impl<S: Default> PerTenant<S> {
     /// tenant and resource, and fit the requests to the host.
     pub fn decide(
         &mut self,
-        obs: &Observation,
+        input: &Inputs<'_>,
         mut f: impl FnMut(&mut S, Resource, Seen) -> Option<f64>,
     ) -> Allocation {
+        let (obs, rules) = (input.obs, input.rules);
         for id in &obs.vanished {
             self.states.remove(&*id.uuid);
         }
         let shares: Vec<[f64; 4]> = {
             let cols: Vec<Vec<f64>> = Resource::ALL
                 .iter()
-                .map(|&r| static_shares(obs, r))
+                .map(|&r| static_shares(obs, rules, r))
                 .collect();
             (0..obs.tenants.len())
                 .map(|i| [cols[0][i], cols[1][i], cols[2][i], cols[3][i]])
@@ -91,6 +92,6 @@ impl<S: Default> PerTenant<S> {
                 q
             })
             .collect();
-        fit_to_host(obs, requests, fit_weighted)
+        fit_to_host(obs, rules, requests, fit_weighted)
     }
 }

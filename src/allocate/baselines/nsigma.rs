@@ -31,9 +31,8 @@ impl Policy for NSigma {
     }
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
-        let obs = input.obs;
         let n = self.n;
-        self.tenants.decide(obs, |windows, r: Resource, seen| {
+        self.tenants.decide(input, |windows, r: Resource, seen| {
             let w = &mut windows[r.index()];
             if let Some(u) = seen.usage {
                 if w.len() == WINDOW {

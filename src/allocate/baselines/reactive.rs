@@ -35,9 +35,8 @@ impl Policy for Reactive {
     }
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
-        let obs = input.obs;
         let (m, g) = (self.margin, self.cap_growth);
-        self.tenants.decide(obs, |_, _, seen| {
+        self.tenants.decide(input, |_, _, seen| {
             let grow = if seen.capped { g } else { 1.0 };
             seen.usage.map(|u| u * (1.0 + m) * grow)
         })

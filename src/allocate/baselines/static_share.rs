@@ -29,7 +29,6 @@ impl Policy for StaticShare {
     }
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
-        let obs = input.obs;
-        self.tenants.decide(obs, |_, _, _| None)
+        self.tenants.decide(input, |_, _, _| None)
     }
 }

@@ -118,9 +118,8 @@ impl Policy for Vpa {
     }
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
-        let obs = input.obs;
         let p = self.percentile;
-        self.tenants.decide(obs, |h, r, seen| {
+        self.tenants.decide(input, |h, r, seen| {
             let h = h.get_or_insert_with(|| {
                 Resource::ALL.map(|r| DecayingHistogram::new(first_bucket(r)))
             });

@@ -264,3 +264,25 @@ fn point_masses_on_a_jump_still_fill_the_capacity_exactly() {
         s.x
     );
 }
+
+#[test]
+fn a_jump_at_one_class_price_is_filled_too() {
+    // Certain demands of 1.2 valued 4 (held at 0.8), 2 and 1 on 1 unit: silver's jump is
+    // where the capacity runs out, and silver takes what gold leaves.
+    let item = |value: f64, hi: f64| Item {
+        value,
+        priority: value,
+        demand: Demand::certain(1.2),
+        lo: 0.01,
+        hi,
+    };
+    let items = [item(4.0, 0.8), item(2.0, 10.0), item(1.0, 10.0)];
+    let s = solve(&items, Some(1.0), 0.05);
+    let sum: f64 = s.x.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-6, "{:?}", s.x);
+    assert!(
+        (s.x[0] - 0.8).abs() < 1e-9 && (s.x[2] - 0.01).abs() < 1e-9,
+        "{:?}",
+        s.x
+    );
+}
