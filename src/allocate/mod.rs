@@ -3,6 +3,7 @@
 //! plan; the baselines the simulator compares against live in [`baselines`].
 
 pub mod baselines;
+pub mod kind;
 pub mod prescient;
 pub mod rules;
 pub mod solve;

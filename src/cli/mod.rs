@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod forecast_eval;
 pub mod forecast_plot;
 pub mod frontier_plot;
+pub mod policy;
 pub mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +70,9 @@ pub enum Command {
     /// Draw the shortfall-versus-slack frontiers of saved `simulate --json` runs as SVG (the
     /// plot `simulate --plot` draws, from runs made separately).
     FrontierPlot(frontier_plot::FrontierPlotArgs),
+    /// Work with policy files: the classes, reservations, limits and host reserve the
+    /// allocation obeys.
+    Policy(policy::PolicyArgs),
     /// Print cost figures of a component (release build advised).
     Bench(bench::BenchArgs),
 }
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::ForecastEval(a) => forecast_eval::run(a),
         Command::ForecastPlot(a) => forecast_plot::run(a),
         Command::FrontierPlot(a) => frontier_plot::run(a),
+        Command::Policy(a) => policy::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -57,6 +57,12 @@ pub struct SimulateArgs {
     /// learned from how often it runs into its allocation.
     #[arg(long)]
     pub no_feedback: bool,
+    /// The operator's policy file (classes' weights, reservations, limits and targets, the
+    /// host's reserve), as the daemon reads it; see `prescient policy validate --help`.
+    /// Without one, the defaults: weights 4 / 2 / 1 and nothing else. The figures are
+    /// always weighted 4 / 2 / 1, whatever weights the file gives.
+    #[arg(long, value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Seed of the class draw.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
@@ -131,6 +137,10 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
     {
         return Err(format!("--days {d} must be > 0").into());
     }
+    let rules = match &a.policy_file {
+        Some(path) => crate::allocate::rules::Rules::load(path)?,
+        None => crate::allocate::rules::Rules::default(),
+    };
     let quiet = a.json;
 
     let files = crate::trace::list_dir(&a.trace)?;
@@ -189,7 +199,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
             None => p.clone(),
         });
         let base = (i * replay.steps) as u64;
-        let report = sim::run(&replay, &classes, host, p, *k, tuning, &mut |s| {
+        let report = sim::run(&replay, &classes, host, p, *k, tuning, &rules, &mut |s| {
             if s % 64 == 0 {
                 progress.set_position(base + s as u64);
             }
@@ -211,6 +221,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         capacity_units: "cpu MHz, mem KiB, disk and net KiB/s (the traces' units)",
         reactive_cap_growth: a.cap_growth,
         prescient_feedback: !a.no_feedback,
+        policy_file: a.policy_file.clone(),
         files_skipped: skipped.len(),
     };
     if a.json {
@@ -264,6 +275,7 @@ struct Setup {
     capacity_units: &'static str,
     reactive_cap_growth: f64,
     prescient_feedback: bool,
+    policy_file: Option<PathBuf>,
     files_skipped: usize,
 }
 

@@ -239,8 +239,17 @@ fn run_all(r: &Arc<Replay>, classes: &[Class], fraction: f64, policies: &[&str])
     policies
         .iter()
         .map(|p| {
-            run(r, classes, host, p, None, Tuning::default(), &mut |_| {})
-                .expect("capacity respected")
+            run(
+                r,
+                classes,
+                host,
+                p,
+                None,
+                Tuning::default(),
+                &Rules::default(),
+                &mut |_| {},
+            )
+            .expect("capacity respected")
         })
         .collect()
 }
@@ -387,6 +396,7 @@ fn reactive_grows_out_of_a_cap_unless_told_not_to() {
             "reactive",
             Some(0.0),
             tuning,
+            &Rules::default(),
             &mut |_| {},
         )
         .unwrap()
@@ -404,7 +414,7 @@ fn reactive_grows_out_of_a_cap_unless_told_not_to() {
 fn cpu_allocations(r: &Arc<Replay>, host: HostModel, name: &str, knob: Option<f64>) -> Vec<f64> {
     let (policy, _) = make_policy(name, knob, Tuning::default(), r).unwrap();
     let mut backend = TraceBackend::new(Arc::clone(r), vec![Class::Gold; r.tenants.len()], host);
-    let mut c = controller(name, policy);
+    let mut c = controller(name, policy, Rules::default());
     let mut out = Vec::new();
     while !backend.finished() {
         c.step(&mut backend).unwrap();
@@ -465,6 +475,7 @@ fn prescient_takes_a_tenant_back_after_a_gap() {
         "prescient",
         None,
         Tuning::default(),
+        &Rules::default(),
         &mut |_| {},
     )
     .unwrap();

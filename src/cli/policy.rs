@@ -1,0 +1,95 @@
+use crate::allocate::rules::Rules;
+use crate::model::{Amounts, Resource};
+use clap::{Args, Subcommand};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check a policy file and print the rules it sets (exit status 1 if it is invalid,
+    /// with the file, line and field named).
+    ///
+    /// A policy file is TOML; every key is optional and unknown keys are refused:
+    ///
+    ///   [host.reserve]            what the host keeps for itself
+    ///   cpu_cores = 1             (amount keys: cpu_cores, mem_mib or mem_kib,
+    ///   mem_mib = 2048             disk_bytes_per_s, net_bytes_per_s)
+    ///
+    ///   [classes.gold]            also classes.silver, classes.bronze
+    ///   weight = 4                value per unit served against the other classes (4 / 2 / 1)
+    ///   reservation = { cpu_cores = 0.5 }   each tenant of the class gets at least this
+    ///   limit = { mem_mib = 8192 }          ...and never more than this
+    ///   target = { cpu = 0.99 }   the quantile of forecast demand provisioned when the host
+    ///                             has room (prescient policy; per resource cpu, mem, disk, net)
+    ///
+    /// A tenant's `<prescient:tenant>` domain metadata (guarantee, limit) overrides its
+    /// class's reservation and limit. The example policies/default.toml shows every key.
+    Validate {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the rules as JSON (amounts in cores, KiB and bytes/s).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(a: PolicyArgs) -> super::CliResult {
+    match a.command {
+        PolicyCommand::Validate { file, json } => {
+            let rules = Rules::load(&file)?;
+            if json {
+                outln!("{}", serde_json::to_string(&rules)?)?;
+            } else {
+                outln!("{}: valid", file.display())?;
+                out!("{}", render(&rules))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Amounts in the operator's units, `-` where nothing is set.
+fn amounts(a: &Amounts) -> String {
+    Resource::ALL
+        .iter()
+        .map(|&r| match a.get(r) {
+            None => "-".to_string(),
+            Some(v) => match r {
+                Resource::Cpu => format!("{v} cores"),
+                Resource::Mem => format!("{} MiB", v / 1024.0),
+                Resource::Disk | Resource::Net => format!("{v} B/s"),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The rules as a table: one line per class, and the host's reserve.
+pub fn render(rules: &Rules) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "amounts are cpu / mem / disk / net");
+    let _ = writeln!(s, "host reserve: {}", amounts(&rules.host_reserve));
+    for c in &rules.classes {
+        let target = Resource::ALL
+            .iter()
+            .map(|&r| c.target.get(r).map_or("-".to_string(), |t| t.to_string()))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let _ = writeln!(
+            s,
+            "{:<7} weight {}\n        reservation {}\n        limit       {}\n        target      {}",
+            c.class,
+            c.weight,
+            amounts(&c.reservation),
+            amounts(&c.limit),
+            target
+        );
+    }
+    s
+}
