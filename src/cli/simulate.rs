@@ -191,6 +191,13 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
             knobs.into_iter().map(move |k| (p.clone(), k))
         })
         .collect();
+    let scenario = sim::Scenario {
+        replay: &replay,
+        classes: &classes,
+        host,
+        tuning,
+        rules: &rules,
+    };
     let progress = bar((runs.len() * replay.steps) as u64, "", quiet);
     let mut reports = Vec::new();
     for (i, (p, k)) in runs.iter().enumerate() {
@@ -199,7 +206,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
             None => p.clone(),
         });
         let base = (i * replay.steps) as u64;
-        let report = sim::run(&replay, &classes, host, p, *k, tuning, &rules, &mut |s| {
+        let report = sim::run(&scenario, p, *k, &mut |s| {
             if s % 64 == 0 {
                 progress.set_position(base + s as u64);
             }

@@ -98,18 +98,32 @@ pub fn controller(name: &str, policy: Box<dyn Policy>, rules: Rules) -> Controll
     c.with_forecasts(stage, u64::MAX)
 }
 
+/// What a replay runs on: the traces, the tenants' classes, the host, the policies' tuning and
+/// the operator's rules.
+#[derive(Clone, Copy)]
+pub struct Scenario<'a> {
+    pub replay: &'a Arc<Replay>,
+    pub classes: &'a [Class],
+    pub host: HostModel,
+    pub tuning: Tuning,
+    pub rules: &'a Rules,
+}
+
 /// Replay the whole trace through the control loop with policy `name` (knob None: its
 /// default); `progress(step)` after each interval.
 pub fn run(
-    replay: &Arc<Replay>,
-    classes: &[Class],
-    host: HostModel,
+    s: &Scenario<'_>,
     name: &str,
     knob: Option<f64>,
-    tuning: Tuning,
-    rules: &Rules,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Report, SimError> {
+    let Scenario {
+        replay,
+        classes,
+        host,
+        tuning,
+        rules,
+    } = *s;
     let (policy, knob) = make_policy(name, knob, tuning, replay)?;
     tracing::debug!(policy = %policy.describe(), "replay starts");
     let mut backend = TraceBackend::new(Arc::clone(replay), classes.to_vec(), host);

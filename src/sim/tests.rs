@@ -240,13 +240,15 @@ fn run_all(r: &Arc<Replay>, classes: &[Class], fraction: f64, policies: &[&str])
         .iter()
         .map(|p| {
             run(
-                r,
-                classes,
-                host,
+                &Scenario {
+                    replay: r,
+                    classes,
+                    host,
+                    tuning: Tuning::default(),
+                    rules: &Rules::default(),
+                },
                 p,
                 None,
-                Tuning::default(),
-                &Rules::default(),
                 &mut |_| {},
             )
             .expect("capacity respected")
@@ -390,13 +392,15 @@ fn reactive_grows_out_of_a_cap_unless_told_not_to() {
             ..Tuning::default()
         };
         run(
-            &r,
-            &[Class::Gold],
-            host,
+            &Scenario {
+                replay: &r,
+                classes: &[Class::Gold],
+                host,
+                tuning,
+                rules: &Rules::default(),
+            },
             "reactive",
             Some(0.0),
-            tuning,
-            &Rules::default(),
             &mut |_| {},
         )
         .unwrap()
@@ -468,17 +472,14 @@ fn prescient_takes_a_tenant_back_after_a_gap() {
     d.extend([300.0f32; 20]);
     let r = replay(&[&d, &[100.0; 132]]);
     let host = HostModel::sized(&r, 2.0, 1e12);
-    let report = run(
-        &r,
-        &[Class::Gold, Class::Silver],
+    let scenario = Scenario {
+        replay: &r,
+        classes: &[Class::Gold, Class::Silver],
         host,
-        "prescient",
-        None,
-        Tuning::default(),
-        &Rules::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+        tuning: Tuning::default(),
+        rules: &Rules::default(),
+    };
+    let report = run(&scenario, "prescient", None, &mut |_| {}).unwrap();
     assert!(
         report.resources.cpu.shortfall < 0.05,
         "{:?}",
