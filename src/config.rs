@@ -10,6 +10,26 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub profile: ProfileConfig,
     pub forecast: ForecastConfig,
+    pub allocate: AllocateConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllocateConfig {
+    /// The allocation policy to run (static, reactive, vpa, nsigma, prescient); none: the
+    /// daemon only observes and forecasts.
+    pub policy: Option<String>,
+    /// The policy's knob (None: its default).
+    pub knob: Option<f64>,
+    /// The policy file (classes, reservations, limits, host reserve), reread on SIGHUP.
+    pub policy_file: Option<PathBuf>,
+}
+
+impl AllocateConfig {
+    /// The policy to run, its name checked.
+    pub fn kind(&self) -> Option<crate::allocate::kind::PolicyKind> {
+        self.policy.as_deref().and_then(|p| p.parse().ok())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -151,6 +171,19 @@ impl Config {
                 format!("= {} is outside 1 … 1440", self.forecast.save_minutes),
             );
         }
+        let a = &self.allocate;
+        if let Some(name) = &a.policy {
+            match name.parse::<crate::allocate::kind::PolicyKind>() {
+                Err(e) => return bad("allocate.policy", e.to_string()),
+                Ok(kind) => {
+                    if let Err(e) = kind.check_knob(a.knob) {
+                        return bad("allocate.knob", e.to_string());
+                    }
+                }
+            }
+        } else if a.knob.is_some() {
+            return bad("allocate.knob", "is set but no allocate.policy is".into());
+        }
         if !range(p.maintenance_minutes, 0.01, 1440.0) {
             return bad(
                 "profile.maintenance_minutes",
@@ -250,6 +283,9 @@ mod tests {
                 "profile.maintenance_minutes",
             ),
             ("[forecast]\nsave_minutes = 0\n", "forecast.save_minutes"),
+            ("[allocate]\npolicy = \"mom\"\n", "allocate.policy"),
+            ("[allocate]\npolicy = \"vpa\"\nknob = 2\n", "allocate.knob"),
+            ("[allocate]\nknob = 2\n", "allocate.knob"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(matches!(e, ConfigError::Invalid { .. }), "{text}: {e}");

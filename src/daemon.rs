@@ -1,8 +1,14 @@
 //! The daemon driver: the control loop on a timer against the libvirt backend, on its own
 //! thread (libvirt calls block), with the async runtime left for signals and, later, the
 //! control socket. SIGINT/SIGTERM stop it gracefully: the cycle in flight finishes, the
-//! profile writer commits what is queued and checkpoints the database.
+//! profile writer commits what is queued and checkpoints the database. SIGHUP rereads the
+//! policy file: a valid one is obeyed from the next cycle on, an invalid one is rejected
+//! with its error and the rules in force stay.
+//!
+//! The loop thread alone owns the control loop's state; the rest of the daemon reaches it
+//! with [`Command`]s over a channel, taken between cycles.
 
+use crate::allocate::rules::Rules;
 use crate::backend::Backend;
 use crate::backend::libvirt::LibvirtBackend;
 use crate::collect::Observation;
@@ -34,6 +40,19 @@ pub enum DaemonError {
     },
     #[error("the control loop stopped on an internal error (a panic; see the log above)")]
     LoopPanicked,
+    #[error(transparent)]
+    Rules(#[from] crate::allocate::rules::RulesError),
+    #[error("allocate.policy: {0}")]
+    Policy(#[from] crate::allocate::kind::KindError),
+}
+
+/// What the rest of the daemon asks of the control loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Obey these rules from the next cycle on.
+    SetRules(Box<Rules>),
+    /// Finish the cycle in flight and stop.
+    Stop,
 }
 
 pub struct Options {
@@ -63,35 +82,59 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
     let interval = Duration::from_secs_f64(cfg.daemon.interval_seconds);
     let save_every = (cfg.forecast.save_minutes * 60.0 / cfg.daemon.interval_seconds).ceil() as u64;
-    let controller = Controller::new(Some(writer)).with_forecasts(forecasts, save_every);
+    let mut controller = Controller::new(Some(writer)).with_forecasts(forecasts, save_every);
+    let policy_file = cfg.allocate.policy_file.clone();
+    if let Some(path) = &policy_file {
+        let rules = Rules::load(path)?;
+        tracing::info!(file = %path.display(), "policy file read");
+        controller.set_rules(rules);
+    }
+    if let Some(kind) = cfg.allocate.kind() {
+        let (policy, _) = kind.build(cfg.allocate.knob, Default::default())?;
+        tracing::info!(
+            policy = %policy.describe(),
+            "allocations are decided each cycle and recorded in the profile; this daemon \
+             does not change domain settings"
+        );
+        controller = controller.with_policy(policy).decide_only();
+    }
     tracing::info!(
         backend = %backend.describe(),
         interval_s = cfg.daemon.interval_seconds,
         "prescient daemon running"
     );
 
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let print = opts.print_stats;
-    let control = std::thread::Builder::new()
-        .name("control-loop".into())
-        .spawn(move || control_loop(backend, controller, interval, stop_rx, print))
-        .map_err(DaemonError::Runtime)?;
-
+    // Signal handlers first: a signal that comes as soon as the loop runs is handled too.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    rt.block_on(async {
+    let (mut term, mut int, mut hup) = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        let _runtime = rt.enter();
+        let on = |kind| signal(kind).map_err(DaemonError::Signal);
+        (
+            on(SignalKind::terminate())?,
+            on(SignalKind::interrupt())?,
+            on(SignalKind::hangup())?,
+        )
+    };
+    let (tx, commands) = mpsc::channel::<Command>();
+    let print = opts.print_stats;
+    let control = std::thread::Builder::new()
+        .name("control-loop".into())
+        .spawn(move || control_loop(backend, controller, interval, commands, print))
+        .map_err(DaemonError::Runtime)?;
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = hup.recv() => reload(policy_file.as_deref(), &tx),
+            }
         }
-        Ok::<(), DaemonError>(())
-    })?;
-    let _ = stop_tx.send(());
+    });
+    let _ = tx.send(Command::Stop);
     match control.join() {
         Ok(Some(stats)) => {
             tracing::info!(
@@ -115,11 +158,26 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     }
 }
 
+/// SIGHUP: reread the policy file and hand the rules to the loop, or say why not.
+fn reload(path: Option<&std::path::Path>, tx: &mpsc::Sender<Command>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: no policy file to reread (allocate.policy_file is not set)");
+        return;
+    };
+    match Rules::load(path) {
+        Ok(rules) => {
+            tracing::info!(file = %path.display(), "SIGHUP: policy file reread");
+            let _ = tx.send(Command::SetRules(Box::new(rules)));
+        }
+        Err(e) => tracing::error!("SIGHUP: {e}; the rules in force stay"),
+    }
+}
+
 fn control_loop(
     mut backend: LibvirtBackend,
     mut controller: Controller,
     interval: Duration,
-    stop: mpsc::Receiver<()>,
+    commands: mpsc::Receiver<Command>,
     print: bool,
 ) -> Option<crate::profile::writer::WriterStats> {
     let mut next = Instant::now();
@@ -148,12 +206,26 @@ fn control_loop(
         if next < now {
             next = now; // a slow cycle: do not try to catch up in a burst
         }
-        match stop.recv_timeout(next - now) {
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            _ => break,
+        if !wait(&mut controller, &commands, next) {
+            break;
         }
     }
     controller.shutdown()
+}
+
+/// Take commands until `until`; false when the loop must stop.
+fn wait(controller: &mut Controller, commands: &mpsc::Receiver<Command>, until: Instant) -> bool {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match commands.recv_timeout(left) {
+            Err(mpsc::RecvTimeoutError::Timeout) => return true,
+            Err(mpsc::RecvTimeoutError::Disconnected) | Ok(Command::Stop) => return false,
+            Ok(Command::SetRules(rules)) => {
+                controller.set_rules(*rules);
+                tracing::info!("new rules in force from the next cycle");
+            }
+        }
+    }
 }
 
 fn print_cycle(obs: &Observation) {

@@ -15,6 +15,8 @@ pub struct Controller {
     profile: Option<ProfileWriter>,
     policy: Option<Box<dyn Policy>>,
     rules: Rules,
+    /// Apply the policy's allocations through the backend (else only decide and record).
+    apply: bool,
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
@@ -29,6 +31,7 @@ impl Controller {
             profile,
             policy: None,
             rules: Rules::default(),
+            apply: true,
             forecasts: None,
             save_every: 0,
             cycles: 0,
@@ -84,7 +87,12 @@ impl Controller {
                 rules: &self.rules,
             };
             let allocation = policy.decide(&input);
-            backend.apply(&allocation)?;
+            if let Some(p) = &self.profile {
+                p.save_allocation(obs.at_unix_ms, &policy.describe(), &allocation, self.apply);
+            }
+            if self.apply {
+                backend.apply(&allocation)?;
+            }
         }
         Ok(obs)
     }
@@ -97,6 +105,13 @@ impl Controller {
     /// Obey `rules` from the next cycle on.
     pub fn set_rules(&mut self, rules: Rules) {
         self.rules = rules;
+    }
+
+    /// Decide and record the policy's allocations but leave the backend's settings as they
+    /// are.
+    pub fn decide_only(mut self) -> Self {
+        self.apply = false;
+        self
     }
 
     /// The policy, if the controller decides allocations.

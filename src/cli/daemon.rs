@@ -20,6 +20,19 @@ pub struct DaemonArgs {
     /// (default 10).
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub interval: Option<f64>,
+    /// Run an allocation policy, overriding [allocate] policy: static, reactive, vpa,
+    /// nsigma or prescient. Each cycle its allocation is decided and recorded in the profile
+    /// database (table `allocations`); domain settings are not changed by this daemon.
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    /// The policy's knob, overriding [allocate] knob (see `prescient simulate --help`).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub knob: Option<f64>,
+    /// Policy file (classes, reservations, limits, host reserve; see `prescient policy
+    /// validate --help`), overriding [allocate] policy_file. Reread on SIGHUP: an invalid
+    /// file is rejected with its error and the rules in force stay.
+    #[arg(long, value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
     /// If the profile database is corrupt or not prescient's, move it aside
     /// (`<file>.bad-<time>`) and start a new one. Without this flag such a file is refused.
     /// A valid profile is never moved, nor one that merely cannot be read or written.
@@ -40,6 +53,15 @@ pub fn run(a: DaemonArgs) -> super::CliResult {
     }
     if let Some(db) = a.db {
         cfg.profile.path = db;
+    }
+    if let Some(p) = a.policy {
+        cfg.allocate.policy = Some(p);
+    }
+    if let Some(k) = a.knob {
+        cfg.allocate.knob = Some(k);
+    }
+    if let Some(f) = a.policy_file {
+        cfg.allocate.policy_file = Some(f);
     }
     if let Some(i) = a.interval {
         cfg.daemon.interval_seconds = i;

@@ -13,6 +13,7 @@
 pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
+use crate::model::Allocation;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +85,19 @@ CREATE TABLE forecasters (
     format    INTEGER NOT NULL,
     state     BLOB NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE allocations (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    ts_ms     INTEGER NOT NULL,
+    cpu_cores REAL NOT NULL,
+    mem_kib   REAL NOT NULL,
+    disk_bytes_per_s REAL NOT NULL,
+    net_bytes_per_s  REAL NOT NULL,
+    policy    TEXT NOT NULL,
+    applied   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, ts_ms)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -501,6 +515,11 @@ impl ProfileDb {
         tx.execute("DELETE FROM samples WHERE ts_ms < ?1", params![raw_cut])
             .map_err(sql)?;
         tx.execute(
+            "DELETE FROM allocations WHERE ts_ms < ?1",
+            params![now_ms - retention.raw_ms],
+        )
+        .map_err(sql)?;
+        tx.execute(
             "DELETE FROM history WHERE bucket_ms < ?1",
             params![now_ms - retention.history_ms],
         )
@@ -530,6 +549,39 @@ impl ProfileDb {
             for (uuid, state) in states {
                 saved += put
                     .execute(params![&**uuid, at_ms, format, state])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(saved)
+    }
+
+    /// Store what `policy` decided at `at_ms` for each tenant (already in the profile), and
+    /// whether it was applied to the domains.
+    pub fn save_allocation(
+        &mut self,
+        at_ms: i64,
+        policy: &str,
+        allocation: &Allocation,
+        applied: bool,
+    ) -> Result<usize, ProfileError> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut saved = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO allocations (tenant_id, ts_ms, cpu_cores, mem_kib,
+                         disk_bytes_per_s, net_bytes_per_s, policy, applied)
+                     SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM tenants WHERE uuid = ?1",
+                )
+                .map_err(sql)?;
+            for t in &allocation.tenants {
+                let a = &t.amounts;
+                saved += put
+                    .execute(params![
+                        &*t.uuid, at_ms, a.cpu, a.mem, a.disk, a.net, policy, applied
+                    ])
                     .map_err(sql)?;
             }
         }

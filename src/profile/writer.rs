@@ -3,6 +3,7 @@
 
 use super::{ProfileDb, ProfileError, Retention};
 use crate::collect::Observation;
+use crate::model::Allocation;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -20,6 +21,8 @@ enum Msg {
     Write(Box<Observation>),
     /// Encoded forecaster states (format, at_ms, states).
     Forecasters(i64, i64, Vec<(Arc<str>, Vec<u8>)>),
+    /// What a policy decided (at_ms, policy, allocation, applied).
+    Allocation(i64, String, Box<Allocation>, bool),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -127,6 +130,25 @@ impl ProfileWriter {
 
     /// Queue forecaster states to store; blocks if the queue is full (they are rare and
     /// large, and losing them costs relearning).
+    /// Store what `policy` decided (`applied`: whether it was applied to the domains).
+    pub fn save_allocation(
+        &self,
+        at_ms: i64,
+        policy: &str,
+        allocation: &Allocation,
+        applied: bool,
+    ) {
+        let msg = Msg::Allocation(
+            at_ms,
+            policy.to_string(),
+            Box::new(allocation.clone()),
+            applied,
+        );
+        if self.tx.try_send(msg).is_err() {
+            tracing::warn!("profile writer is behind or stopped; an allocation record was dropped");
+        }
+    }
+
     pub fn save_forecasters(&self, format: i64, at_ms: i64, states: Vec<(Arc<str>, Vec<u8>)>) {
         if states.is_empty() {
             return;
@@ -230,6 +252,13 @@ fn run(
                     pending.push(*o);
                 }
                 Msg::Flush(reply) => flushes.push(reply),
+                Msg::Allocation(at_ms, policy, allocation, applied) => {
+                    // Samples first: the tenants' rows must exist.
+                    let _ = commit(&mut db, &mut pending, &mut stats);
+                    if let Err(e) = db.save_allocation(at_ms, &policy, &allocation, applied) {
+                        tracing::error!("cannot store the allocation: {e}");
+                    }
+                }
                 Msg::Forecasters(format, at_ms, states) => {
                     // Samples first: the tenants' rows must exist.
                     let _ = commit(&mut db, &mut pending, &mut stats);
