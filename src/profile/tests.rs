@@ -299,12 +299,12 @@ fn forecaster_states_round_trip_through_the_writer() {
 }
 
 #[test]
-fn a_version_1_profile_is_migrated() {
+fn an_older_profile_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("profile.db");
     drop(ProfileDb::open(&path, false).unwrap());
     let c = Connection::open(&path).unwrap();
-    c.execute_batch("DROP TABLE forecasters; PRAGMA user_version=1;")
+    c.execute_batch("DROP TABLE allocations; DROP TABLE forecasters; PRAGMA user_version=1;")
         .unwrap();
     drop(c);
     let db = ProfileDb::open(&path, false).unwrap();
@@ -313,7 +313,36 @@ fn a_version_1_profile_is_migrated() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[test]
+fn allocations_are_recorded_through_the_writer() {
+    let (_dir, path, mut w) = writer_fixture(); // _dir: kept alive to the end
+    let o = obs(&mut Collector::new(), 1000, 1);
+    let uuid = Arc::clone(&o.tenants[0].id.uuid);
+    w.submit(o);
+    let mut allocation = crate::model::Allocation::default();
+    allocation.tenants.push(crate::model::TenantAllocation {
+        uuid,
+        amounts: crate::model::PerResource {
+            cpu: 1.5,
+            mem: 2048.0,
+            disk: 1e6,
+            net: 2e6,
+        },
+    });
+    w.save_allocation(1_000_000, "reactive", &allocation, false);
+    w.shutdown();
+    let c = Connection::open(&path).unwrap();
+    let row: (i64, f64, f64, String, bool) = c
+        .query_row(
+            "SELECT ts_ms, cpu_cores, net_bytes_per_s, policy, applied FROM allocations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (1_000_000, 1.5, 2e6, "reactive".to_string(), false));
 }
 
 #[test]
