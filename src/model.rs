@@ -176,12 +176,42 @@ pub struct HostInfo {
     pub capacity: PerResource<Option<f64>>,
 }
 
+/// Which constraint decided a tenant's allocation of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    /// Its own quantile 1 − c/v: nothing bound.
+    #[default]
+    None,
+    /// Held up at its reservation.
+    Reservation,
+    /// Held down at its limit.
+    Limit,
+    /// Held down by the shared capacity (λ > 0), or squeezed below its reservation.
+    Capacity,
+}
+
+/// Why a tenant got its amount of one resource, from a policy that solves for it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Reason {
+    /// The forecast of the coming interval the policy used (None: there was none, and the
+    /// last usage stood in for it).
+    pub forecast_p50: Option<f64>,
+    pub forecast_p95: Option<f64>,
+    pub binding: Binding,
+    /// The resource's shadow price λ (0: capacity was ample).
+    pub lambda: f64,
+    /// The tenant's learned sensitivity (1: as its class says).
+    pub sensitivity: f64,
+}
+
 /// One tenant's amounts for the coming interval, in the pipeline's units (cores, KiB,
-/// bytes/s, bytes/s).
+/// bytes/s, bytes/s), and why, when the policy can tell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantAllocation {
     pub uuid: Arc<str>,
     pub amounts: PerResource<f64>,
+    pub reasons: Option<PerResource<Reason>>,
 }
 
 /// Allocations for the tenants of one observation: what allocate decides and a backend

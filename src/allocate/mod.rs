@@ -186,6 +186,7 @@ pub fn fit_to_host(
             .map(|(t, amounts)| TenantAllocation {
                 uuid: Arc::clone(&t.id.uuid),
                 amounts,
+                reasons: None,
             })
             .collect(),
     }

@@ -13,7 +13,7 @@ use super::baselines::{FLOOR, Reactive};
 use super::solve::{Demand, Item, solve};
 use super::{Inputs, Policy, static_shares};
 use crate::forecast::stage::BUCKET_S;
-use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
+use crate::model::{Allocation, PerResource, Reason, Resource, TenantAllocation};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -191,12 +191,13 @@ impl Policy for Prescient {
             .map(|t| input.forecasts.and_then(|f| f.latest(&t.id.uuid)))
             .collect();
         let mut amounts = vec![PerResource::<f64>::default(); obs.tenants.len()];
+        let mut reasons = vec![PerResource::<Reason>::default(); obs.tenants.len()];
         let rules = input.rules;
         for r in Resource::ALL {
             let shares = static_shares(obs, rules, r);
             let capacity = rules.capacity(&obs.host, r);
             let cost = self.ledger[r.index()].cost(self.cost);
-            let items: Vec<Item> = obs
+            let (items, steps): (Vec<Item>, Vec<_>) = obs
                 .tenants
                 .iter()
                 .zip(&shares)
@@ -232,19 +233,29 @@ impl Policy for Prescient {
                         Some(tau) => cost.max(1e-9) / (1.0 - tau),
                         None => class.weight,
                     };
-                    let w = class.weight;
-                    Item {
+                    let item = Item {
                         value: value * l.sensitivity[r.index()],
-                        priority: w,
+                        priority: class.weight,
                         demand,
                         lo: lo.min(hi),
                         hi,
-                    }
+                    };
+                    (item, step.map(|q| (q[0], q[2])))
                 })
-                .collect();
+                .unzip();
             let s = solve(&items, capacity, cost);
             self.prices[r.index()] = s.lambda;
-            for ((a, x), l) in amounts.iter_mut().zip(s.x).zip(learned.iter_mut()) {
+            let why = reasons.iter_mut().zip(&steps).zip(&s.binding);
+            for (((a, x), l), ((why, step), &binding)) in
+                amounts.iter_mut().zip(s.x).zip(learned.iter_mut()).zip(why)
+            {
+                *why.get_mut(r) = Reason {
+                    forecast_p50: step.map(|q| q.0),
+                    forecast_p95: step.map(|q| q.1),
+                    binding,
+                    lambda: s.lambda,
+                    sensitivity: l.sensitivity[r.index()],
+                };
                 *a.get_mut(r) = x;
                 l.before[r.index()] = l.allocation[r.index()];
                 l.allocation[r.index()] = x;
@@ -255,11 +266,13 @@ impl Policy for Prescient {
             .iter()
             .zip(amounts)
             .zip(learned)
-            .map(|((t, a), l)| {
+            .zip(reasons)
+            .map(|(((t, a), l), why)| {
                 self.tenants.insert(Arc::clone(&t.id.uuid), l);
                 TenantAllocation {
                     uuid: Arc::clone(&t.id.uuid),
                     amounts: a,
+                    reasons: Some(why),
                 }
             })
             .collect();
@@ -274,7 +287,7 @@ mod tests {
     use crate::allocate::tests::host_of;
     use crate::model::Class;
 
-    fn decide(obs: &crate::collect::Observation, rules: &str) -> Vec<f64> {
+    fn allocate(obs: &crate::collect::Observation, rules: &str) -> Allocation {
         let rules = Rules::parse(rules, "test").unwrap();
         let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
         let input = Inputs {
@@ -282,7 +295,11 @@ mod tests {
             forecasts: None,
             rules: &rules,
         };
-        let a = p.decide(&input);
+        p.decide(&input)
+    }
+
+    fn decide(obs: &crate::collect::Observation, rules: &str) -> Vec<f64> {
+        let a = allocate(obs, rules);
         a.tenants.iter().map(|t| t.amounts.cpu).collect()
     }
 
@@ -299,6 +316,22 @@ mod tests {
         );
         assert_eq!(x[0], 0.5);
         assert!((x[1] - 1.2).abs() < 1e-9 && x[2] == 3.0, "{x:?}");
+        // ...and each allocation says which constraint bound.
+        let a = allocate(
+            &obs,
+            "[classes.gold]\nlimit = { cpu_cores = 0.5 }\n\
+             [classes.bronze]\nreservation = { cpu_cores = 3 }\n",
+        );
+        let why: Vec<_> = a.tenants.iter().map(|t| t.reasons.unwrap().cpu).collect();
+        use crate::model::Binding;
+        assert_eq!(
+            why.iter().map(|w| w.binding).collect::<Vec<_>>(),
+            [Binding::Limit, Binding::None, Binding::Reservation]
+        );
+        assert!(
+            why.iter()
+                .all(|w| w.forecast_p50.is_none() && w.sensitivity == 1.0)
+        );
         // A tenant's metadata overrides its class.
         let mut obs = obs;
         obs.tenants[0].policy.limit.cpu = Some(0.8);

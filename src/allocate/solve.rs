@@ -12,6 +12,7 @@
 //! Pure functions; `cargo test solve` checks them against brute force, the KKT conditions and
 //! their properties (capacity, bounds, priority order, monotone in c).
 
+use crate::model::Binding;
 use argmin::core::{CostFunction, Executor};
 use argmin::solver::brent::BrentRoot;
 use serde::Serialize;
@@ -129,20 +130,6 @@ pub struct Item {
     /// Reservation (guaranteed minimum) and limit (maximum), lo ≤ hi.
     pub lo: f64,
     pub hi: f64,
-}
-
-/// Which constraint decided a tenant's allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Binding {
-    /// Its own quantile 1 − c/v: nothing bound.
-    None,
-    /// Held up at its reservation.
-    Reservation,
-    /// Held down at its limit.
-    Limit,
-    /// Held down by the shared capacity (λ > 0), or squeezed below its reservation.
-    Capacity,
 }
 
 /// One resource's allocations, its shadow price and what bound each tenant.

@@ -96,6 +96,9 @@ CREATE TABLE allocations (
     net_bytes_per_s  REAL NOT NULL,
     policy    TEXT NOT NULL,
     applied   INTEGER NOT NULL,
+    -- Per resource: the forecast used, the constraint that bound, λ, the sensitivity
+    -- (NULL for a policy that does not tell).
+    reasons_json TEXT,
     PRIMARY KEY (tenant_id, ts_ms)
 ) WITHOUT ROWID;
 "#,
@@ -572,15 +575,19 @@ impl ProfileDb {
             let mut put = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO allocations (tenant_id, ts_ms, cpu_cores, mem_kib,
-                         disk_bytes_per_s, net_bytes_per_s, policy, applied)
-                     SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM tenants WHERE uuid = ?1",
+                         disk_bytes_per_s, net_bytes_per_s, policy, applied, reasons_json)
+                     SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants WHERE uuid = ?1",
                 )
                 .map_err(sql)?;
             for t in &allocation.tenants {
                 let a = &t.amounts;
+                let reasons = t
+                    .reasons
+                    .as_ref()
+                    .and_then(|r| serde_json::to_string(r).ok());
                 saved += put
                     .execute(params![
-                        &*t.uuid, at_ms, a.cpu, a.mem, a.disk, a.net, policy, applied
+                        &*t.uuid, at_ms, a.cpu, a.mem, a.disk, a.net, policy, applied, reasons
                     ])
                     .map_err(sql)?;
             }

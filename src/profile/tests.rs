@@ -325,6 +325,7 @@ fn allocations_are_recorded_through_the_writer() {
     let mut allocation = crate::model::Allocation::default();
     allocation.tenants.push(crate::model::TenantAllocation {
         uuid,
+        reasons: None,
         amounts: crate::model::PerResource {
             cpu: 1.5,
             mem: 2048.0,
@@ -333,16 +334,29 @@ fn allocations_are_recorded_through_the_writer() {
         },
     });
     w.save_allocation(1_000_000, "reactive", &allocation, false);
+    allocation.tenants[0].reasons = Some(crate::model::PerResource::default());
+    w.save_allocation(1_000_500, "prescient", &allocation, false);
     w.shutdown();
     let c = Connection::open(&path).unwrap();
     let row: (i64, f64, f64, String, bool) = c
         .query_row(
-            "SELECT ts_ms, cpu_cores, net_bytes_per_s, policy, applied FROM allocations",
+            "SELECT ts_ms, cpu_cores, net_bytes_per_s, policy, applied FROM allocations
+             WHERE reasons_json IS NULL",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .unwrap();
     assert_eq!(row, (1_000_000, 1.5, 2e6, "reactive".to_string(), false));
+    let why: String = c
+        .query_row(
+            "SELECT reasons_json FROM allocations WHERE ts_ms = 1000500",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let why: serde_json::Value = serde_json::from_str(&why).unwrap();
+    assert_eq!(why["mem"]["binding"], "none");
+    assert!(why["cpu"]["forecast_p95"].is_null());
 }
 
 #[test]

@@ -60,6 +60,7 @@ impl Policy for Fixed {
                     let mhz = self.cpu_mhz[i];
                     TenantAllocation {
                         uuid: t.id.uuid.clone(),
+                        reasons: None,
                         amounts: PerResource {
                             cpu: mhz / CORE_MHZ,
                             mem: mhz * 10.0,
@@ -343,6 +344,7 @@ fn balloon_speed_limits_how_fast_memory_is_taken_back() {
                     .iter()
                     .map(|t| TenantAllocation {
                         uuid: t.id.uuid.clone(),
+                        reasons: None,
                         amounts: PerResource {
                             cpu: 1.0,
                             mem,
