@@ -26,10 +26,12 @@ pub struct Prescient {
     ledger: [Ledger; 4],
     /// The shadow price of each resource in the last solve.
     prices: [f64; 4],
+    /// When the last decision was made.
+    last_ms: Option<i64>,
 }
 
-/// A resource's allocations and what they served, discounted (a one-day half-life at
-/// 5-minute intervals), from the host's own measurements: the policy's allocations and the
+/// A resource's allocations and what they served, discounted (a one-day half-life, whatever
+/// the interval), from the host's own measurements: the policy's allocations and the
 /// served usage under them.
 ///
 /// The knob c prices slack in the terms the operator judges a resource by: its weighted
@@ -46,7 +48,7 @@ struct Ledger {
 }
 
 impl Ledger {
-    const KEEP: f64 = 0.997_596; // 0.5^(1/288)
+    const HALF_LIFE_S: f64 = 86_400.0;
 
     fn add(&mut self, allocation: f64, served: f64, weight: f64) {
         self.allocated += allocation;
@@ -54,10 +56,12 @@ impl Ledger {
         self.weighted_served += weight * served;
     }
 
-    fn decay(&mut self) {
-        self.allocated *= Self::KEEP;
-        self.unused *= Self::KEEP;
-        self.weighted_served *= Self::KEEP;
+    /// Discount what was kept by `dt_s` seconds gone by.
+    fn decay(&mut self, dt_s: f64) {
+        let keep = 0.5f64.powf(dt_s.max(0.0) / Self::HALF_LIFE_S);
+        self.allocated *= keep;
+        self.unused *= keep;
+        self.weighted_served *= keep;
     }
 
     /// The cost of a unit allocated, for knob `c` (c itself until something was served).
@@ -141,6 +145,7 @@ impl Prescient {
             tenants: HashMap::new(),
             ledger: [Ledger::default(); 4],
             prices: [0.0; 4],
+            last_ms: None,
         }
     }
 }
@@ -164,7 +169,11 @@ impl Policy for Prescient {
         for id in &obs.vanished {
             self.tenants.remove(&*id.uuid);
         }
-        self.ledger.iter_mut().for_each(Ledger::decay);
+        let dt_s = self
+            .last_ms
+            .map_or(0.0, |t| (obs.at_unix_ms - t) as f64 / 1000.0);
+        self.last_ms = Some(obs.at_unix_ms);
+        self.ledger.iter_mut().for_each(|l| l.decay(dt_s));
         let mut learned: Vec<Learned> = obs
             .tenants
             .iter()
@@ -352,6 +361,20 @@ mod tests {
             l.allocation[0] = allocation;
         }
         l.sensitivity[0]
+    }
+
+    #[test]
+    fn the_ledger_halves_in_a_day_whatever_the_interval() {
+        let mut a = Ledger::default();
+        a.add(10.0, 5.0, 2.0);
+        let mut b = a;
+        a.decay(86_400.0);
+        (0..8_640).for_each(|_| b.decay(10.0));
+        assert!((a.allocated - 5.0).abs() < 1e-9, "{a:?}");
+        assert!(
+            (b.allocated - 5.0).abs() < 1e-6 && (b.weighted_served - 5.0).abs() < 1e-6,
+            "{b:?}"
+        );
     }
 
     #[test]
