@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+/// The step of everything that counts in 5-minute buckets: the traces' interval, the
+/// forecasters' step and the profile's history buckets (seconds).
+pub const STEP_S: i64 = 300;
+
 /// The four resources prescient manages for each tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -44,7 +44,11 @@ fn the_shipped_policy_is_valid_and_is_the_default() {
 fn the_shipped_gold_target_policy_is_valid() {
     let file = root().join("policies/gold-995.toml");
     let out = prescient(&["policy", "validate", file.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for r in ["cpu", "mem", "disk", "net"] {
         assert_eq!(v["classes"][0]["target"][r], 0.995);

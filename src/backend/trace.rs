@@ -10,8 +10,9 @@ use super::{
     Backend, BackendError, BalloonStats, DiskCounters, DomainConfig, DomainCounters,
     DomainSnapshot, NicCounters, Snapshot, VcpuCounters,
 };
+use crate::model::STEP_S;
 use crate::model::{Allocation, Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
-use crate::sim::replay::{INTERVAL_S, Replay};
+use crate::sim::replay::Replay;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -253,11 +254,11 @@ impl Backend for TraceBackend {
                 },
             });
         }
-        let at_s = self.replay.t0 + k as i64 * INTERVAL_S;
+        let at_s = self.replay.t0 + k as i64 * STEP_S;
         self.observed = Some(k);
         Ok(Snapshot {
             at_unix_ms: at_s * 1000,
-            mono_ns: (k as u64) * INTERVAL_S as u64 * 1_000_000_000,
+            mono_ns: (k as u64) * STEP_S as u64 * 1_000_000_000,
             host,
             domains,
         })
@@ -293,7 +294,7 @@ impl Backend for TraceBackend {
             }
         }
         // The balloon takes memory back only so fast.
-        let max_shrink = self.host.balloon_inflate_kib_per_s * INTERVAL_S as f64;
+        let max_shrink = self.host.balloon_inflate_kib_per_s * STEP_S as f64;
         for (i, a) in alloc.iter_mut().enumerate() {
             let prev = self.tenants[i].allocation[Resource::Mem.index()];
             if prev.is_finite() && self.replay.tenants[i].present(k) {
@@ -315,7 +316,7 @@ impl Backend for TraceBackend {
                 });
             }
         }
-        let dt_ns = INTERVAL_S as u64 * 1_000_000_000;
+        let dt_ns = STEP_S as u64 * 1_000_000_000;
         self.served.clear();
         for (i, a_i) in alloc.iter().enumerate() {
             let t = &self.replay.tenants[i];
@@ -354,8 +355,7 @@ impl Backend for TraceBackend {
                 rss_kib: Some(served[1].round() as u64),
                 ..BalloonStats::default()
             };
-            let bytes =
-                |v: f64| (to_pipeline(Resource::Disk, v) * INTERVAL_S as f64).round() as u64;
+            let bytes = |v: f64| (to_pipeline(Resource::Disk, v) * STEP_S as f64).round() as u64;
             c.disks[0].rd_bytes = c.disks[0].rd_bytes.map(|v| v + bytes(served[2]));
             c.nics[0].rx_bytes = c.nics[0].rx_bytes.map(|v| v + bytes(served[3]));
         }

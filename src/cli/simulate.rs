@@ -1,5 +1,6 @@
 use crate::backend::trace::HostModel;
 use crate::model::Resource;
+use crate::model::STEP_S;
 use crate::sim::metrics::{Metrics, Report};
 use crate::sim::replay::Replay;
 use crate::sim::{self, classes};
@@ -153,7 +154,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
     }
     let max_steps = a
         .days
-        .map(|d| (d * 86_400.0 / sim::replay::INTERVAL_S as f64).round() as usize);
+        .map(|d| (d * 86_400.0 / STEP_S as f64).round() as usize);
     let replay = Arc::new(Replay::align(&traces, max_steps));
     if replay.tenant_intervals() == 0 {
         return Err(sim::SimError::NoData {
@@ -222,7 +223,7 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         tenants: replay.tenants.len(),
         present_at_end: replay.present(replay.steps.saturating_sub(1)),
         intervals: replay.steps,
-        interval_s: sim::replay::INTERVAL_S,
+        interval_s: STEP_S,
         capacity_fraction: a.capacity_fraction,
         capacity: host.capacity,
         capacity_units: "cpu MHz, mem KiB, disk and net KiB/s (the traces' units)",

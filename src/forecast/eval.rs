@@ -16,8 +16,9 @@
 //! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
 //! is scored as naive there.
 
-use super::history::{COMPANIONS, STEP_S, companion_values, companions_of, present};
+use super::history::{COMPANIONS, companion_values, companions_of, present};
 use super::leadlag::{Leader, WINDOW, find_leaders};
+use crate::model::STEP_S;
 
 /// Slots a day.
 const DAY_SLOTS: usize = 288;

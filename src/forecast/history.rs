@@ -10,10 +10,9 @@
 //! Missing values are stored as [`MISSING`] (-1): inputs are validated non-negative, and a
 //! sentinel, unlike NaN, survives JSON.
 
+use crate::model::STEP_S;
 use serde::{Deserialize, Serialize};
 
-/// Seconds per step (the profile's 5-minute aggregates).
-pub const STEP_S: i64 = 300;
 /// Steps per day and per week.
 pub const DAY: i64 = 288;
 pub const WEEK: i64 = 7 * DAY;

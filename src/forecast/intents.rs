@@ -37,7 +37,7 @@
 //! at most 7 days starting within 30 days; a refused intent leaves the book as it was.
 
 use super::Forecast;
-use super::stage::BUCKET_S as STEP;
+use crate::model::STEP_S as STEP;
 use crate::model::{PerResource, Resource};
 use serde::{Deserialize, Serialize};
 

@@ -37,6 +37,7 @@ pub mod plot;
 pub mod ridge;
 pub mod stage;
 
+use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
 use conformal::Conformal;
 use ensemble::{Scores, top, weighted_median_of};
@@ -74,8 +75,7 @@ const CHOOSE_EVERY: u64 = 7;
 
 /// The phase of the hour of a timestamp: its 5-minute slot in the hour.
 fn phase_of(ts: i64) -> usize {
-    ts.div_euclid(history::STEP_S)
-        .rem_euclid(ensemble::PHASES as i64) as usize
+    ts.div_euclid(STEP_S).rem_euclid(ensemble::PHASES as i64) as usize
 }
 
 /// The scored horizon whose weights horizon k (1..=48) uses: the nearest one.

@@ -9,13 +9,11 @@
 use super::intents::{Intent, IntentBook, IntentError};
 use super::{Config, Forecast, TenantForecaster};
 use crate::collect::Observation;
+use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Seconds per forecasting step.
-pub const BUCKET_S: i64 = 300;
 
 /// The version of the exported state's encoding (postcard of [`Saved`]): 2 since the lead-lag
 /// links and intents.
@@ -97,8 +95,8 @@ impl ForecastStage {
         // end completes that bucket at once (so that the forecast's first step is the
         // bucket now starting).
         let at_ms = obs.at_unix_ms;
-        let start_s = (at_ms - 1).div_euclid(1000 * BUCKET_S) * BUCKET_S;
-        let completes = at_ms >= (start_s + BUCKET_S) * 1000;
+        let start_s = (at_ms - 1).div_euclid(1000 * STEP_S) * STEP_S;
+        let completes = at_ms >= (start_s + STEP_S) * 1000;
         for t in &obs.tenants {
             // Only intervals with all four rates (not a tenant's first sight) count.
             let (Some(cpu), Some(mem), Some(disk), Some(net)) =
@@ -153,7 +151,7 @@ impl ForecastStage {
     }
 
     /// The latest forecast with the start of its origin bucket (Unix seconds): its step k
-    /// (index k − 1) is the bucket that starts at origin + k × [`BUCKET_S`].
+    /// (index k − 1) is the bucket that starts at origin + k × [`STEP_S`].
     pub fn latest(&self, uuid: &str) -> Option<(i64, &PerResource<Forecast>)> {
         let e = self.tenants.get(uuid)?;
         Some((e.origin_s?, e.latest.as_ref()?))
@@ -415,12 +413,12 @@ mod tests {
         feed(&mut s, start, 10);
         let before = s.forecast("u1").unwrap().clone();
         let now = start + 10 * 3600;
-        let origin = now - 2 * BUCKET_S; // the last completed bucket
+        let origin = now - 2 * STEP_S; // the last completed bucket
         let intent = Intent {
             id: 7,
             resource: Resource::Cpu,
-            start_s: origin + 6 * BUCKET_S,
-            duration_s: 3 * BUCKET_S,
+            start_s: origin + 6 * STEP_S,
+            duration_s: 3 * STEP_S,
             amount: 8.0,
         };
         assert!(matches!(

@@ -14,15 +14,13 @@ pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
 use crate::model::Allocation;
+use crate::model::STEP_S;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// `PRAGMA application_id` of a prescient profile ("PRES").
 pub const APPLICATION_ID: i32 = 0x5052_4553;
-
-/// Length of a history bucket.
-pub const BUCKET_MS: i64 = 300_000;
 
 /// Migrations, applied in order; `user_version` = how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -492,7 +490,7 @@ impl ProfileDb {
             .optional()
             .map_err(sql)?
             .unwrap_or(0);
-        let upto = now_ms.div_euclid(BUCKET_MS) * BUCKET_MS; // only completed buckets
+        let upto = now_ms.div_euclid(STEP_S * 1000) * STEP_S * 1000; // only completed buckets
         if upto > done {
             tx.execute(
                 "INSERT OR REPLACE INTO history
@@ -504,7 +502,7 @@ impl ProfileDb {
                         max(net_rx_bytes_per_s + net_tx_bytes_per_s),
                         avg(cpu_delay_ratio)
                  FROM samples WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2",
-                params![done, upto, BUCKET_MS],
+                params![done, upto, STEP_S * 1000],
             )
             .map_err(sql)?;
             tx.execute(

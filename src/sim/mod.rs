@@ -16,6 +16,7 @@ use crate::backend::BackendError;
 use crate::backend::trace::{HostModel, TraceBackend};
 use crate::forecast::stage::ForecastStage;
 use crate::model::Class;
+use crate::model::STEP_S;
 use crate::pipeline::Controller;
 use metrics::Report;
 use replay::Replay;
@@ -138,7 +139,7 @@ pub fn run(
         }
         progress(backend.step());
     }
-    let (resources, overall) = tally.metrics(replay::INTERVAL_S as f64);
+    let (resources, overall) = tally.metrics(STEP_S as f64);
     Ok(Report {
         policy: name.to_string(),
         knob,

@@ -1,8 +1,9 @@
 use crate::allocate::{Inputs, Policy, fit_priority, fit_to_host};
 use crate::backend::trace::to_pipeline;
 use crate::model::Allocation;
+use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
-use crate::sim::replay::{INTERVAL_S, Replay};
+use crate::sim::replay::Replay;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ impl Policy for Oracle {
 
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
         let obs = input.obs;
-        let k = ((obs.at_unix_ms / 1000 - self.replay.t0) / INTERVAL_S) as usize;
+        let k = ((obs.at_unix_ms / 1000 - self.replay.t0) / STEP_S) as usize;
         let demands = obs
             .tenants
             .iter()

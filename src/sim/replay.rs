@@ -10,9 +10,9 @@
 //! * provisioned size (cores, memory) is the latest non-zero value seen so far.
 
 use crate::model::Resource;
+use crate::model::STEP_S;
 use crate::trace::VmTrace;
 
-pub const INTERVAL_S: i64 = 300;
 /// Gaps between rows up to this long are carried forward.
 pub const CARRY_MAX_S: i64 = 3600;
 
@@ -55,14 +55,14 @@ impl Replay {
             .filter_map(|t| t.rows.first().map(|r| r.ts))
             .min()
             .unwrap_or(0)
-            .div_euclid(INTERVAL_S)
-            * INTERVAL_S;
+            .div_euclid(STEP_S)
+            * STEP_S;
         let t_end = traces
             .iter()
             .filter_map(|t| t.rows.last().map(|r| r.ts))
             .max()
             .unwrap_or(t0);
-        let all_steps = ((t_end - t0) / INTERVAL_S + 1) as usize;
+        let all_steps = ((t_end - t0) / STEP_S + 1) as usize;
         let steps = max_steps.map_or(all_steps, |m| m.min(all_steps));
         let mut replay = Replay {
             t0,
@@ -110,7 +110,7 @@ fn align_one(t: &VmTrace, t0: i64, steps: usize) -> (ReplayTenant, usize, usize)
     let mut prov_at: Vec<(usize, f32, f32)> = Vec::new();
     let (mut last_cores, mut last_mem) = (0f32, 0f32);
     for row in &t.rows {
-        let k = ((row.ts - t0) / INTERVAL_S) as usize;
+        let k = ((row.ts - t0) / STEP_S) as usize;
         if row.cores > 0.0 {
             last_cores = row.cores as f32;
         }
@@ -137,7 +137,7 @@ fn align_one(t: &VmTrace, t0: i64, steps: usize) -> (ReplayTenant, usize, usize)
         if let Some(p) = prev
             && k > p + 1
         {
-            if (k - p) as i64 * INTERVAL_S <= CARRY_MAX_S {
+            if (k - p) as i64 * STEP_S <= CARRY_MAX_S {
                 short += 1;
                 for j in p + 1..k {
                     for d in demand.iter_mut() {

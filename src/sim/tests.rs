@@ -1,11 +1,12 @@
 //! The simulator on hand-made traces whose answers are known, and its invariants.
 
 use super::metrics::Report;
-use super::replay::{INTERVAL_S, Replay, ReplayTenant};
+use super::replay::{Replay, ReplayTenant};
 use super::*;
 use crate::allocate::Inputs;
 use crate::backend::trace::CORE_MHZ;
 use crate::collect::Observation;
+use crate::model::STEP_S;
 use crate::model::{Allocation, TenantAllocation};
 use crate::model::{PerResource, Resource};
 use std::sync::Mutex;
@@ -30,7 +31,7 @@ fn replay(cpu: &[&[f32]]) -> Arc<Replay> {
         })
         .collect();
     Arc::new(Replay {
-        t0: 1_000_000 * INTERVAL_S,
+        t0: 1_000_000 * STEP_S,
         steps,
         tenants,
         short_gaps: 0,
@@ -92,7 +93,7 @@ fn drive(
         c.step(&mut backend).unwrap();
         tally.record(backend.served());
     }
-    tally.metrics(INTERVAL_S as f64)
+    tally.metrics(STEP_S as f64)
 }
 
 #[test]

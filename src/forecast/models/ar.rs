@@ -16,8 +16,9 @@
 //! says nothing 2 hours out). No link, no features: the fit is the plain AR.
 
 use super::{Model, Origin};
-use crate::forecast::history::{COMPANIONS, DAY, History, STEP_S, WEEK};
+use crate::forecast::history::{COMPANIONS, DAY, History, WEEK};
 use crate::forecast::ridge::Normal;
+use crate::model::STEP_S;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
