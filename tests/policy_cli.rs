@@ -20,16 +20,21 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-#[test]
-fn the_shipped_policy_is_valid_and_is_the_default() {
-    let file = root().join("policies/default.toml");
+/// `policy validate FILE --json` of a valid file.
+fn validate_json(file: &Path) -> serde_json::Value {
     let out = prescient(&["policy", "validate", file.to_str().unwrap(), "--json"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_shipped_policy_is_valid_and_is_the_default() {
+    let file = root().join("policies/default.toml");
+    let v = validate_json(&file);
     let weights: Vec<f64> = (0..3)
         .map(|i| v["classes"][i]["weight"].as_f64().unwrap())
         .collect();
@@ -43,13 +48,7 @@ fn the_shipped_policy_is_valid_and_is_the_default() {
 #[test]
 fn the_shipped_gold_target_policy_is_valid() {
     let file = root().join("policies/gold-995.toml");
-    let out = prescient(&["policy", "validate", file.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = validate_json(&file);
     for r in ["cpu", "mem", "disk", "net"] {
         assert_eq!(v["classes"][0]["target"][r], 0.995);
         assert!(v["classes"][1]["target"][r].is_null());
