@@ -77,6 +77,10 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let mut forecasts = ForecastStage::new(crate::forecast::Config::default());
     let restored = forecasts.restore(db.load_forecasters()?);
     tracing::info!(restored, "forecasters restored from the profile");
+    let reasons = match cfg.allocate.kind() {
+        Some(kind) => db.load_reasons(kind.name())?,
+        None => Vec::new(),
+    };
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
@@ -90,7 +94,17 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         controller.set_rules(rules);
     }
     if let Some(kind) = cfg.allocate.kind() {
-        let (policy, _) = kind.build(cfg.allocate.knob, Default::default())?;
+        let (mut policy, _) = kind.build(cfg.allocate.knob, Default::default())?;
+        let mut learnt = 0;
+        for (uuid, reasons) in &reasons {
+            learnt += usize::from(policy.restore(uuid, reasons));
+        }
+        if learnt > 0 {
+            tracing::info!(
+                tenants = learnt,
+                "what the policy learnt restored from the profile"
+            );
+        }
         tracing::info!(
             policy = %policy.describe(),
             "allocations are decided each cycle and recorded in the profile; this daemon \

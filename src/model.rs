@@ -181,7 +181,7 @@ pub struct HostInfo {
 }
 
 /// Which constraint decided a tenant's allocation of a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Binding {
     /// Its own quantile 1 − c/v: nothing bound.
@@ -196,7 +196,7 @@ pub enum Binding {
 }
 
 /// Why a tenant got its amount of one resource, from a policy that solves for it.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Reason {
     /// The forecast of the coming interval the policy used (None: there was none, and the
     /// last usage stood in for it).

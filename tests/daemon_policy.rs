@@ -132,3 +132,51 @@ fn an_invalid_policy_file_at_start_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn what_prescient_learnt_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let run = |until_rows: i64| {
+        let mut child = common::daemon(Path::new(env!("CARGO_BIN_EXE_prescient")), &db)
+            .args(["--policy", "prescient"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        until("allocations", || allocations(&db).0 >= until_rows);
+        signal(&child, "-TERM");
+        let out = std::mem::take(&mut child.stderr);
+        let status = child.wait().unwrap();
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut out.unwrap(), &mut log).unwrap();
+        assert!(status.success(), "{log}");
+        log
+    };
+    run(3);
+    // What it learnt, as the profile keeps it: a sensitivity of 2 for cpu.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let newest: i64 = c
+        .query_row("SELECT max(ts_ms) FROM allocations", [], |r| r.get(0))
+        .unwrap();
+    c.execute(
+        "UPDATE allocations SET reasons_json = json_set(reasons_json, '$.cpu.sensitivity', 2.0)
+         WHERE ts_ms = ?1",
+        [newest],
+    )
+    .unwrap();
+    drop(c);
+    let n = allocations(&db).0;
+    let log = run(n + 3);
+    assert!(log.contains("restored from the profile tenants=1"), "{log}");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let s: f64 = c
+        .query_row(
+            "SELECT json_extract(reasons_json, '$.cpu.sensitivity') FROM allocations
+             ORDER BY ts_ms DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(s, 2.0);
+}

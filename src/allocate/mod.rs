@@ -34,6 +34,11 @@ pub trait Policy: Send {
     fn prices(&self) -> Option<PerResource<f64>> {
         None
     }
+    /// Take back what the policy learnt of a tenant, from the reasons it gave last (kept in
+    /// the profile); returns whether it had anything to learn from them.
+    fn restore(&mut self, _uuid: &str, _last: &PerResource<crate::model::Reason>) -> bool {
+        false
+    }
 }
 
 /// The request a tenant makes when nothing is known of it yet: its share of the host in

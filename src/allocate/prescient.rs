@@ -166,6 +166,25 @@ impl Policy for Prescient {
         format!("prescient(c={}, feedback={})", self.cost, self.feedback)
     }
 
+    /// The learned sensitivities come back; the rest (the last allocations and usage) is
+    /// relearnt in two intervals.
+    fn restore(&mut self, uuid: &str, last: &PerResource<Reason>) -> bool {
+        if !self.feedback {
+            return false;
+        }
+        let mut l = Learned::default();
+        for r in Resource::ALL {
+            let s = last.get(r).sensitivity;
+            l.sensitivity[r.index()] = if s.is_finite() {
+                s.clamp(S_MIN, S_MAX)
+            } else {
+                1.0
+            };
+        }
+        self.tenants.insert(Arc::from(uuid), l);
+        true
+    }
+
     fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
         let obs = input.obs;
         for id in &obs.vanished {

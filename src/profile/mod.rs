@@ -13,8 +13,8 @@
 pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
-use crate::model::Allocation;
 use crate::model::STEP_S;
+use crate::model::{Allocation, PerResource, Reason};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -592,6 +592,42 @@ impl ProfileDb {
         }
         tx.commit().map_err(sql)?;
         Ok(saved)
+    }
+
+    /// Each tenant's newest recorded reasons from `policy_prefix`… (a policy's name, as its
+    /// `describe` starts), parsed: (tenant UUID, reasons). Rows that do not parse are
+    /// skipped with a warning: a damaged row costs what it learnt, never the start.
+    pub fn load_reasons(
+        &self,
+        policy_prefix: &str,
+    ) -> Result<Vec<(String, PerResource<Reason>)>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT t.uuid, a.reasons_json FROM allocations a
+                 JOIN tenants t ON t.id = a.tenant_id
+                 WHERE a.reasons_json IS NOT NULL AND substr(a.policy, 1, length(?1)) = ?1
+                   AND a.ts_ms = (SELECT max(b.ts_ms) FROM allocations b
+                                  WHERE b.tenant_id = a.tenant_id AND b.reasons_json IS NOT NULL
+                                    AND substr(b.policy, 1, length(?1)) = ?1)",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map(params![policy_prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uuid, json) = row.map_err(|e| self.sql(e))?;
+            match serde_json::from_str(&json) {
+                Ok(reasons) => out.push((uuid, reasons)),
+                Err(e) => {
+                    tracing::warn!(tenant = %uuid, "stored allocation reasons unreadable, skipped: {e}")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every stored forecaster state: (tenant UUID, format, bytes).

@@ -357,6 +357,18 @@ fn allocations_are_recorded_through_the_writer() {
     let why: serde_json::Value = serde_json::from_str(&why).unwrap();
     assert_eq!(why["mem"]["binding"], "none");
     assert!(why["cpu"]["forecast_p95"].is_null());
+    // The newest reasons come back per tenant, by policy; a damaged row is skipped.
+    let db = ProfileDb::open(&path, false).unwrap();
+    let back = db.load_reasons("prescient").unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].1, crate::model::PerResource::default());
+    assert!(db.load_reasons("reactive").unwrap().is_empty());
+    c.execute(
+        "UPDATE allocations SET reasons_json = '{' WHERE ts_ms = 1000500",
+        [],
+    )
+    .unwrap();
+    assert!(db.load_reasons("prescient").unwrap().is_empty());
 }
 
 #[test]
