@@ -12,25 +12,27 @@ pub struct PolicyArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Check a policy file and print the rules it sets (exit status 1 if it is invalid,
-    /// with the file, line and field named).
+    /// Check a policy file and print the rules it sets (exit status 1 if it is
+    /// invalid, with the file, line and field named).
     ///
     /// A policy file is TOML; every key is optional and unknown keys are refused:
     ///
-    ///   [host.reserve]            what the host keeps for itself
-    ///   cpu_cores = 1             (amount keys: cpu_cores, mem_mib or mem_kib,
-    ///   mem_mib = 2048             disk_bytes_per_s, net_bytes_per_s)
+    ///   [host.reserve]             # what the host keeps for itself
+    ///   cpu_cores = 1              # amounts: cpu_cores, mem_mib (or mem_kib),
+    ///   mem_mib = 2048             #   disk_bytes_per_s, net_bytes_per_s
     ///
-    ///   [classes.gold]            also classes.silver, classes.bronze
-    ///   weight = 4                value per unit served against the other classes (4 / 2 / 1)
-    ///   reservation = { cpu_cores = 0.5 }   each tenant of the class gets at least this
-    ///   limit = { mem_mib = 8192 }          ...and never more than this
-    ///   target = { cpu = 0.99 }   the quantile of forecast demand provisioned when the host
-    ///                             has room (prescient policy; per resource cpu, mem, disk, net)
+    ///   [classes.gold]             # also classes.silver and classes.bronze
+    ///   weight = 4                 # value of a unit served (defaults 4 / 2 / 1)
+    ///   reservation = { cpu_cores = 0.5 }   # each tenant gets at least this
+    ///   limit = { mem_mib = 8192 }          # ... and never more than this
+    ///   target = { cpu = 0.99 }    # the quantile of forecast demand given while
+    ///                              # the host has room (prescient policy)
     ///
-    /// A tenant's `<prescient:tenant>` domain metadata (guarantee, limit) overrides its
-    /// class's reservation and limit. The example policies/default.toml shows every key.
+    /// A tenant's <prescient:tenant> domain metadata (guarantee, limit) overrides
+    /// its class's reservation and limit. policies/default.toml shows every key.
+    #[command(verbatim_doc_comment)]
     Validate {
+        /// The policy file to check.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Print the rules as JSON (amounts in cores, KiB and bytes/s).
