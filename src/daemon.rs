@@ -156,6 +156,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
                 transactions = stats.transactions,
                 write_failures = stats.write_failures,
                 lost = stats.observations_lost,
+                allocations_lost = stats.allocations_lost,
                 "profile flushed and closed"
             );
             if stats.observations_lost > 0 {

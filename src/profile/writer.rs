@@ -38,6 +38,8 @@ pub struct WriterStats {
     pub samples_lost: u64,
     /// Failed attempts to store samples (each is retried with what is queued).
     pub write_failures: u64,
+    /// Allocation records that could not be stored (they are not retried).
+    pub allocations_lost: u64,
 }
 
 /// What [`FailureLog`] says about one failed write.
@@ -194,6 +196,7 @@ fn run(
     let mut newest_ms = 0i64;
 
     let mut failures = FailureLog::default();
+    let mut allocation_failures = FailureLog::default();
     let mut commit =
         |db: &mut ProfileDb, pending: &mut Vec<Observation>, stats: &mut WriterStats| {
             if pending.is_empty() {
@@ -255,8 +258,19 @@ fn run(
                 Msg::Allocation(at_ms, policy, allocation, applied) => {
                     // Samples first: the tenants' rows must exist.
                     let _ = commit(&mut db, &mut pending, &mut stats);
-                    if let Err(e) = db.save_allocation(at_ms, &policy, &allocation, applied) {
-                        tracing::error!("cannot store the allocation: {e}");
+                    match db.save_allocation(at_ms, &policy, &allocation, applied) {
+                        Ok(_) => {
+                            allocation_failures.recovered(Instant::now());
+                        }
+                        Err(e) => {
+                            stats.allocations_lost += 1;
+                            if allocation_failures.failed(Instant::now()) != Said::Nothing {
+                                tracing::error!(
+                                    lost = stats.allocations_lost,
+                                    "cannot store allocation records: {e}"
+                                );
+                            }
+                        }
                     }
                 }
                 Msg::Forecasters(format, at_ms, states) => {
