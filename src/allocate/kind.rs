@@ -120,7 +120,9 @@ impl PolicyKind {
             PolicyKind::Reactive => [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0].map(Some).to_vec(),
             PolicyKind::Vpa => [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0].map(Some).to_vec(),
             PolicyKind::NSigma => [0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0].map(Some).to_vec(),
-            PolicyKind::Prescient => [0.02, 0.05, 0.1, 0.2, 0.4, 1.2, 3.0].map(Some).to_vec(),
+            PolicyKind::Prescient => [0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 1.2, 3.0]
+                .map(Some)
+                .to_vec(),
         }
     }
 
