@@ -29,6 +29,10 @@ pub struct TenantStats {
     pub mem: MemStats,
     pub disks: Vec<DiskRates>,
     pub nics: Vec<NicRates>,
+    /// The domain's disks (guest-side targets, e.g. `vda`), from its definition.
+    pub disk_targets: Vec<Arc<str>>,
+    /// The domain's settings as the backend last read them (empty where it cannot).
+    pub settings: Vec<crate::plan::Setting>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -87,7 +91,7 @@ pub struct NicRates {
 }
 
 /// What one cycle observed, in rates.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Observation {
     pub at_unix_ms: i64,
     pub host: HostInfo,
@@ -334,6 +338,13 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         mem,
         disks,
         nics,
+        disk_targets: d
+            .config
+            .disks
+            .iter()
+            .map(|c| c.target.as_str().into())
+            .collect(),
+        settings: d.settings.clone(),
     }
 }
 
@@ -398,6 +409,7 @@ mod tests {
                 ..DomainCounters::default()
             },
             capped: PerResource::default(),
+            settings: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ pub struct Config {
     pub profile: ProfileConfig,
     pub forecast: ForecastConfig,
     pub allocate: AllocateConfig,
+    pub actuate: crate::actuate::ActuateConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -183,6 +184,9 @@ impl Config {
             }
         } else if a.knob.is_some() {
             return bad("allocate.knob", "is set but no allocate.policy is".into());
+        }
+        if let Err((field, message)) = self.actuate.check() {
+            return bad(field, message);
         }
         if !range(p.maintenance_minutes, 0.01, 1440.0) {
             return bad(

@@ -105,12 +105,22 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
                 "what the policy learnt restored from the profile"
             );
         }
-        tracing::info!(
-            policy = %policy.describe(),
-            "allocations are decided each cycle and recorded in the profile; this daemon \
-             does not change domain settings"
-        );
-        controller = controller.with_policy(policy).decide_only();
+        if cfg.actuate.dry_run {
+            tracing::info!(
+                policy = %policy.describe(),
+                "dry run: allocations are decided, recorded and logged; no domain setting \
+                 is changed"
+            );
+        } else {
+            tracing::info!(
+                policy = %policy.describe(),
+                "allocations are applied each cycle: vCPU quota and shares, balloon targets, \
+                 disk throttles (vNIC bandwidth is not shaped)"
+            );
+        }
+        controller = controller
+            .with_policy(policy)
+            .with_actuation(cfg.actuate.clone());
     }
     tracing::info!(
         backend = %backend.describe(),

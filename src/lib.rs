@@ -4,6 +4,7 @@
 //! actuate → feedback, as those stages land), around the host [`backend`] seam. The daemon
 //! ([`daemon`]) and the CLI ([`cli`]) are thin drivers of one control loop ([`pipeline`]).
 
+pub mod actuate;
 pub mod allocate;
 pub mod backend;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod forecast;
 pub mod model;
 pub mod pipeline;
+pub mod plan;
 pub mod profile;
 pub mod sim;
 pub mod trace;

@@ -1,8 +1,9 @@
-//! The control loop: one cycle of collect → profile → forecast → allocate → apply (→
-//! actuate and feedback as those stages land). The daemon calls [`Controller::step`] on a
+//! The control loop: one cycle of collect → profile → forecast → allocate → actuate →
+//! apply, with what was applied and refused recorded. The daemon calls [`Controller::step`] on a
 //! timer against the libvirt backend; the simulator calls it once per trace interval against
 //! the trace backend. There is no second copy of this sequence.
 
+use crate::actuate::{ActuateConfig, Actuator};
 use crate::allocate::rules::Rules;
 use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
@@ -15,8 +16,7 @@ pub struct Controller {
     profile: Option<ProfileWriter>,
     policy: Option<Box<dyn Policy>>,
     rules: Rules,
-    /// Apply the policy's allocations through the backend (else only decide and record).
-    apply: bool,
+    actuator: Actuator,
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
@@ -31,7 +31,7 @@ impl Controller {
             profile,
             policy: None,
             rules: Rules::default(),
-            apply: true,
+            actuator: Actuator::new(ActuateConfig::exact()),
             forecasts: None,
             save_every: 0,
             cycles: 0,
@@ -87,11 +87,43 @@ impl Controller {
                 rules: &self.rules,
             };
             let allocation = policy.decide(&input);
+            let dry_run = self.actuator.config().dry_run;
             if let Some(p) = &self.profile {
-                p.save_allocation(obs.at_unix_ms, &policy.describe(), &allocation, self.apply);
+                p.save_allocation(obs.at_unix_ms, &policy.describe(), &allocation, !dry_run);
             }
-            if self.apply {
-                backend.apply(&allocation)?;
+            let plan = self
+                .actuator
+                .plan(&allocation, &obs, backend.shapes(), &self.rules);
+            if dry_run {
+                for d in &plan.domains {
+                    for c in &d.changes {
+                        let settings: Vec<String> =
+                            c.settings.iter().map(|s| s.to_string()).collect();
+                        tracing::info!(
+                            tenant = %d.id.name,
+                            resource = %c.resource,
+                            amount = c.amount,
+                            "dry run, not applied: {}",
+                            settings.join(", ")
+                        );
+                    }
+                }
+            } else {
+                let applied = backend.apply(&plan)?;
+                self.actuator.record(&applied, obs.at_unix_ms);
+                for d in &applied.denials {
+                    tracing::warn!(
+                        tenant = %d.tenant.name,
+                        resource = %d.resource,
+                        "refused: {} (libvirt error {}): {}",
+                        d.setting.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                        d.code.unwrap_or(0),
+                        d.message
+                    );
+                }
+                if let Some(p) = &self.profile {
+                    p.save_actuations(obs.at_unix_ms, &plan, &applied);
+                }
             }
         }
         Ok(obs)
@@ -107,10 +139,11 @@ impl Controller {
         self.rules = rules;
     }
 
-    /// Decide and record the policy's allocations but leave the backend's settings as they
-    /// are.
-    pub fn decide_only(mut self) -> Self {
-        self.apply = false;
+    /// Turn allocations into changes with `cfg` (the default, [`ActuateConfig::exact`],
+    /// passes every amount through every cycle, as the trace replay wants). With
+    /// `cfg.dry_run` the plans are logged and nothing is applied.
+    pub fn with_actuation(mut self, cfg: ActuateConfig) -> Self {
+        self.actuator = Actuator::new(cfg);
         self
     }
 

@@ -10,7 +10,8 @@ pub mod solve;
 
 use crate::collect::{Observation, TenantStats};
 use crate::forecast::stage::ForecastStage;
-use crate::model::{Allocation, PerResource, Resource, TenantAllocation};
+use crate::model::{PerResource, Resource};
+use crate::plan::{Allocation, TenantAllocation};
 use rules::Rules;
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ pub trait Policy: Send {
     }
     /// Take back what the policy learnt of a tenant, from the reasons it gave last (kept in
     /// the profile); returns whether it had anything to learn from them.
-    fn restore(&mut self, _uuid: &str, _last: &PerResource<crate::model::Reason>) -> bool {
+    fn restore(&mut self, _uuid: &str, _last: &PerResource<crate::plan::Reason>) -> bool {
         false
     }
 }

@@ -13,7 +13,8 @@ use super::baselines::{FLOOR, Reactive};
 use super::solve::{Demand, Item, solve};
 use super::{Inputs, Policy, static_shares};
 use crate::model::STEP_S;
-use crate::model::{Allocation, PerResource, Reason, Resource, TenantAllocation};
+use crate::model::{PerResource, Resource};
+use crate::plan::{Allocation, Reason, TenantAllocation};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -353,7 +354,7 @@ mod tests {
              [classes.bronze]\nreservation = { cpu_cores = 3 }\n",
         );
         let why: Vec<_> = a.tenants.iter().map(|t| t.reasons.unwrap().cpu).collect();
-        use crate::model::Binding;
+        use crate::plan::Binding;
         assert_eq!(
             why.iter().map(|w| w.binding).collect::<Vec<_>>(),
             [Binding::Limit, Binding::None, Binding::Reservation]

@@ -12,7 +12,7 @@
 //! Pure functions; `cargo test solve` checks them against brute force, the KKT conditions and
 //! their properties (capacity, bounds, priority order, monotone in c).
 
-use crate::model::Binding;
+use crate::plan::Binding;
 use argmin::core::{CostFunction, Executor};
 use argmin::solver::brent::BrentRoot;
 use serde::Serialize;

@@ -3,13 +3,15 @@
 //! A backend answers one question per cycle: what do the tenants' counters read now
 //! ([`Backend::snapshot`], one bulk call). Everything above it (collect, profile, …) speaks in
 //! tenants and resources, so the pipeline runs unchanged on a real libvirt host or on a
-//! replayed trace. [`Backend::apply`] sets the allocation for the coming interval: the trace
-//! backend enforces it as hard caps; libvirt actuation is not built yet and refuses it.
+//! replayed trace. [`Backend::apply`] makes a plan's changes for the coming interval: the
+//! trace backend enforces the amounts as hard caps; libvirt sets vCPU bandwidth, balloon
+//! targets and disk throttles on the domains.
 
 pub mod libvirt;
 pub mod trace;
 
-use crate::model::{Allocation, HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::plan::{Applied, Plan, Setting};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -33,6 +35,9 @@ pub struct DomainSnapshot {
     /// Whether the tenant ran into its cap during the last interval, where the backend
     /// knows it directly; None lets collect infer it from delay, swap-in and drops.
     pub capped: PerResource<Option<bool>>,
+    /// The domain's current settings (CPU bandwidth, balloon target, disk throttles) where
+    /// the backend reads them; empty otherwise.
+    pub settings: Vec<Setting>,
 }
 
 /// What the domain definition says (libvirt: the domain XML).
@@ -156,7 +161,12 @@ pub trait Backend: Send {
     /// One bulk read of every running tenant's counters, with the host's state.
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
 
-    /// Apply an allocation (per tenant and resource, in the pipeline's units) for the coming
-    /// interval.
-    fn apply(&mut self, allocation: &Allocation) -> Result<(), BackendError>;
+    /// Which resources this backend can enforce (a plan's changes of the others are not
+    /// made).
+    fn shapes(&self) -> PerResource<bool>;
+
+    /// Make the plan's changes for the coming interval and say, per change, what was
+    /// accepted and what refused. Only a failure of the backend itself (lost connection,
+    /// ended replay) is an error; a refused setting is a [`crate::plan::Denial`].
+    fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError>;
 }

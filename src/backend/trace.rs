@@ -11,7 +11,8 @@ use super::{
     DomainSnapshot, NicCounters, Snapshot, VcpuCounters,
 };
 use crate::model::STEP_S;
-use crate::model::{Allocation, Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
+use crate::model::{Class, HostInfo, PerResource, Resource, TenantId, TenantPolicy};
+use crate::plan::{Applied, Plan};
 use crate::sim::replay::Replay;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -252,6 +253,7 @@ impl Backend for TraceBackend {
                     disk: capped(Resource::Disk),
                     net: capped(Resource::Net),
                 },
+                settings: Vec::new(),
             });
         }
         let at_s = self.replay.t0 + k as i64 * STEP_S;
@@ -264,8 +266,19 @@ impl Backend for TraceBackend {
         })
     }
 
-    /// Enforce the allocation for the current interval, serve the demand, account, advance.
-    fn apply(&mut self, allocation: &Allocation) -> Result<(), BackendError> {
+    /// This host enforces every resource: an allocation is a hard cap.
+    fn shapes(&self) -> PerResource<bool> {
+        PerResource {
+            cpu: true,
+            mem: true,
+            disk: true,
+            net: true,
+        }
+    }
+
+    /// Enforce the plan's amounts for the current interval (what it does not change stays as
+    /// it was), serve the demand, account, advance.
+    fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
         let k = self.step;
         if k >= self.replay.steps {
             return Err(BackendError::Rejected {
@@ -274,23 +287,41 @@ impl Backend for TraceBackend {
             });
         }
         let n = self.replay.tenants.len();
-        let mut alloc = vec![[0f64; 4]; n];
-        for a in &allocation.tenants {
-            let Some(&i) = self.by_uuid.get(&*a.uuid) else {
+        let mut alloc: Vec<[f64; 4]> = self.tenants.iter().map(|s| s.allocation).collect();
+        let mut applied = Applied::default();
+        for d in &plan.domains {
+            let Some(&i) = self.by_uuid.get(&*d.id.uuid) else {
                 return Err(BackendError::Rejected {
                     backend: self.name(),
-                    message: format!("allocation for unknown tenant {}", a.uuid),
+                    message: format!("plan for unknown tenant {}", d.id.uuid),
                 });
             };
-            for r in Resource::ALL {
-                let v = to_trace(r, *a.amounts.get(r));
+            for c in &d.changes {
+                let r = c.resource;
+                let v = to_trace(r, c.amount);
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(BackendError::Rejected {
                         backend: self.name(),
-                        message: format!("allocation of {r} for tenant {} is {v}", a.uuid),
+                        message: format!("allocation of {r} for tenant {} is {v}", d.id.uuid),
                     });
                 }
                 alloc[i][r.index()] = v;
+                applied.accepted.push((d.id.uuid.clone(), r, c.amount));
+            }
+        }
+        for (i, a) in alloc.iter().enumerate() {
+            if self.replay.tenants[i].present(k)
+                && let Some(r) = Resource::ALL
+                    .into_iter()
+                    .find(|r| !a[r.index()].is_finite())
+            {
+                return Err(BackendError::Rejected {
+                    backend: self.name(),
+                    message: format!(
+                        "interval {k}: tenant {} has no {r} allocation in force",
+                        self.tenants[i].id
+                    ),
+                });
             }
         }
         // The balloon takes memory back only so fast.
@@ -360,6 +391,6 @@ impl Backend for TraceBackend {
             c.nics[0].rx_bytes = c.nics[0].rx_bytes.map(|v| v + bytes(served[3]));
         }
         self.step += 1;
-        Ok(())
+        Ok(applied)
     }
 }

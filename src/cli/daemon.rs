@@ -21,8 +21,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub interval: Option<f64>,
     /// Run an allocation policy, overriding [allocate] policy: static, reactive, vpa,
-    /// nsigma or prescient. Each cycle its allocation is decided and recorded in the profile
-    /// database (table `allocations`); domain settings are not changed by this daemon.
+    /// nsigma or prescient. Each cycle its allocation is decided, recorded in the profile
+    /// database (table `allocations`) and applied to the domains: vCPU quota and shares,
+    /// balloon target, disk throttles (vNIC bandwidth is not shaped). Every change tried,
+    /// and every refusal with libvirt's error, goes to the table `actuations`. Without a
+    /// policy the daemon only observes and forecasts.
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
     /// The policy's knob, overriding [allocate] knob (see `prescient simulate --help`).
@@ -33,6 +36,10 @@ pub struct DaemonArgs {
     /// file is rejected with its error and the rules in force stay.
     #[arg(long, value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
+    /// Decide and log the changes but make none on any domain, overriding [actuate]
+    /// dry_run.
+    #[arg(long)]
+    pub dry_run: bool,
     /// If the profile database is corrupt or not prescient's, move it aside
     /// (`<file>.bad-<time>`) and start a new one. Without this flag such a file is refused.
     /// A valid profile is never moved, nor one that merely cannot be read or written.
@@ -62,6 +69,9 @@ pub fn run(a: DaemonArgs) -> super::CliResult {
     }
     if let Some(f) = a.policy_file {
         cfg.allocate.policy_file = Some(f);
+    }
+    if a.dry_run {
+        cfg.actuate.dry_run = true;
     }
     if let Some(i) = a.interval {
         cfg.daemon.interval_seconds = i;

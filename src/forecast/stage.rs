@@ -322,6 +322,8 @@ mod tests {
                 mem: Default::default(),
                 disks: vec![],
                 nics: vec![],
+                disk_targets: vec![],
+                settings: vec![],
             }],
             appeared: vec![],
             vanished: vec![],

@@ -14,7 +14,8 @@ pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
 use crate::model::STEP_S;
-use crate::model::{Allocation, PerResource, Reason};
+use crate::model::{PerResource, Resource};
+use crate::plan::{Allocation, Applied, Plan, Reason, Setting};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,7 +101,79 @@ CREATE TABLE allocations (
     PRIMARY KEY (tenant_id, ts_ms)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE actuations (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    ts_ms     INTEGER NOT NULL,
+    resource  TEXT NOT NULL,
+    -- The amount wanted and the one in force before, in the pipeline's units.
+    wanted    REAL NOT NULL,
+    previous  REAL,
+    -- The settings tried, as JSON.
+    settings_json TEXT NOT NULL,
+    accepted  INTEGER NOT NULL,
+    -- For a refusal: the hypervisor's error code and message.
+    code      INTEGER,
+    message   TEXT
+);
+CREATE INDEX actuations_by_time ON actuations (ts_ms);
+CREATE INDEX actuations_by_tenant ON actuations (tenant_id, ts_ms);
+"#,
 ];
+
+/// One change tried on a domain, as the profile keeps it: accepted, or refused (a denial)
+/// with the hypervisor's code and message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Actuation {
+    pub uuid: Arc<str>,
+    pub resource: Resource,
+    pub wanted: f64,
+    pub previous: Option<f64>,
+    pub settings: Vec<Setting>,
+    pub accepted: bool,
+    pub code: Option<i32>,
+    pub message: Option<String>,
+}
+
+impl Actuation {
+    /// The records of what a backend made of `plan`: one per change it accepted or refused.
+    pub fn of(plan: &Plan, applied: &Applied) -> Vec<Actuation> {
+        let mut out = Vec::new();
+        for d in &plan.domains {
+            for c in &d.changes {
+                let record = |accepted, code, message| Actuation {
+                    uuid: d.id.uuid.clone(),
+                    resource: c.resource,
+                    wanted: c.amount,
+                    previous: c.previous,
+                    settings: c.settings.clone(),
+                    accepted,
+                    code,
+                    message,
+                };
+                let denials: Vec<_> = applied
+                    .denials
+                    .iter()
+                    .filter(|x| x.tenant.uuid == d.id.uuid && x.resource == c.resource)
+                    .collect();
+                if let Some(x) = denials.first() {
+                    let message = denials
+                        .iter()
+                        .map(|x| x.message.as_str())
+                        .collect::<Vec<_>>();
+                    out.push(record(false, x.code, Some(message.join("; "))));
+                } else if applied
+                    .accepted
+                    .iter()
+                    .any(|(u, r, _)| *u == d.id.uuid && *r == c.resource)
+                {
+                    out.push(record(true, None, None));
+                }
+            }
+        }
+        out
+    }
+}
 
 /// The latest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -515,11 +588,13 @@ impl ProfileDb {
         let raw_cut = (now_ms - retention.raw_ms).min(upto);
         tx.execute("DELETE FROM samples WHERE ts_ms < ?1", params![raw_cut])
             .map_err(sql)?;
-        tx.execute(
-            "DELETE FROM allocations WHERE ts_ms < ?1",
-            params![now_ms - retention.raw_ms],
-        )
-        .map_err(sql)?;
+        for table in ["allocations", "actuations"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE ts_ms < ?1"),
+                params![now_ms - retention.raw_ms],
+            )
+            .map_err(sql)?;
+        }
         tx.execute(
             "DELETE FROM history WHERE bucket_ms < ?1",
             params![now_ms - retention.history_ms],
@@ -592,6 +667,100 @@ impl ProfileDb {
         }
         tx.commit().map_err(sql)?;
         Ok(saved)
+    }
+
+    /// Store the changes tried at `at_ms` (tenants not in the profile yet are skipped).
+    pub fn save_actuations(
+        &mut self,
+        at_ms: i64,
+        records: &[Actuation],
+    ) -> Result<usize, ProfileError> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut saved = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO actuations (tenant_id, ts_ms, resource, wanted, previous,
+                         settings_json, accepted, code, message)
+                     SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants WHERE uuid = ?1",
+                )
+                .map_err(sql)?;
+            for a in records {
+                let settings = serde_json::to_string(&a.settings).unwrap_or_else(|_| "[]".into());
+                saved += put
+                    .execute(params![
+                        &*a.uuid,
+                        at_ms,
+                        a.resource.name(),
+                        a.wanted,
+                        a.previous,
+                        settings,
+                        a.accepted,
+                        a.code,
+                        a.message
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(saved)
+    }
+
+    /// The newest `limit` changes tried (all tenants, or the one with this UUID), newest
+    /// first, with their time (Unix ms).
+    pub fn load_actuations(
+        &self,
+        uuid: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(i64, Actuation)>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT a.ts_ms, t.uuid, a.resource, a.wanted, a.previous, a.settings_json,
+                        a.accepted, a.code, a.message
+                 FROM actuations a JOIN tenants t ON t.id = a.tenant_id
+                 WHERE ?1 IS NULL OR t.uuid = ?1
+                 ORDER BY a.ts_ms DESC, a.rowid DESC LIMIT ?2",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map(params![uuid, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, Option<f64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
+                    r.get::<_, Option<i32>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ts, uuid, resource, wanted, previous, settings, accepted, code, message) =
+                row.map_err(|e| self.sql(e))?;
+            let Some(resource) = Resource::ALL.into_iter().find(|r| r.name() == resource) else {
+                continue;
+            };
+            out.push((
+                ts,
+                Actuation {
+                    uuid: uuid.into(),
+                    resource,
+                    wanted,
+                    previous,
+                    settings: serde_json::from_str(&settings).unwrap_or_default(),
+                    accepted,
+                    code,
+                    message,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     /// Each tenant's newest recorded reasons from `policy_prefix`… (a policy's name, as its

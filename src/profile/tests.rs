@@ -304,8 +304,11 @@ fn an_older_profile_is_migrated() {
     let path = dir.path().join("profile.db");
     drop(ProfileDb::open(&path, false).unwrap());
     let c = Connection::open(&path).unwrap();
-    c.execute_batch("DROP TABLE allocations; DROP TABLE forecasters; PRAGMA user_version=1;")
-        .unwrap();
+    c.execute_batch(
+        "DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
+         PRAGMA user_version=1;",
+    )
+    .unwrap();
     drop(c);
     let db = ProfileDb::open(&path, false).unwrap();
     assert!(db.load_forecasters().unwrap().is_empty());
@@ -322,8 +325,8 @@ fn allocations_are_recorded_through_the_writer() {
     let o = obs(&mut Collector::new(), 1000, 1);
     let uuid = Arc::clone(&o.tenants[0].id.uuid);
     w.submit(o);
-    let mut allocation = crate::model::Allocation::default();
-    allocation.tenants.push(crate::model::TenantAllocation {
+    let mut allocation = crate::plan::Allocation::default();
+    allocation.tenants.push(crate::plan::TenantAllocation {
         uuid,
         reasons: None,
         amounts: crate::model::PerResource {

@@ -1,9 +1,10 @@
 //! The profile writer: a thread that owns the database and commits observations in batches,
 //! so that the control loop never waits on the disk.
 
+use super::Actuation;
 use super::{ProfileDb, ProfileError, Retention};
 use crate::collect::Observation;
-use crate::model::Allocation;
+use crate::plan::{Allocation, Applied, Plan};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -23,6 +24,8 @@ enum Msg {
     Forecasters(i64, i64, Vec<(Arc<str>, Vec<u8>)>),
     /// What a policy decided (at_ms, policy, allocation, applied).
     Allocation(i64, String, Box<Allocation>, bool),
+    /// The changes tried on the domains (at_ms, records).
+    Actuations(i64, Vec<Actuation>),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -38,7 +41,7 @@ pub struct WriterStats {
     pub samples_lost: u64,
     /// Failed attempts to store samples (each is retried with what is queued).
     pub write_failures: u64,
-    /// Allocation records that could not be stored (they are not retried).
+    /// Allocation and actuation records that could not be stored (they are not retried).
     pub allocations_lost: u64,
 }
 
@@ -148,6 +151,17 @@ impl ProfileWriter {
         );
         if self.tx.try_send(msg).is_err() {
             tracing::warn!("profile writer is behind or stopped; an allocation record was dropped");
+        }
+    }
+
+    /// Store what the backend made of `plan`: every change accepted or refused.
+    pub fn save_actuations(&self, at_ms: i64, plan: &Plan, applied: &Applied) {
+        let records = Actuation::of(plan, applied);
+        if records.is_empty() {
+            return;
+        }
+        if self.tx.try_send(Msg::Actuations(at_ms, records)).is_err() {
+            tracing::warn!("profile writer is behind or stopped; actuation records were dropped");
         }
     }
 
@@ -268,6 +282,23 @@ fn run(
                                 tracing::error!(
                                     lost = stats.allocations_lost,
                                     "cannot store allocation records: {e}"
+                                );
+                            }
+                        }
+                    }
+                }
+                Msg::Actuations(at_ms, records) => {
+                    let _ = commit(&mut db, &mut pending, &mut stats);
+                    match db.save_actuations(at_ms, &records) {
+                        Ok(_) => {
+                            allocation_failures.recovered(Instant::now());
+                        }
+                        Err(e) => {
+                            stats.allocations_lost += 1;
+                            if allocation_failures.failed(Instant::now()) != Said::Nothing {
+                                tracing::error!(
+                                    lost = stats.allocations_lost,
+                                    "cannot store actuation records: {e}"
                                 );
                             }
                         }

@@ -1,8 +1,8 @@
 use crate::allocate::{Inputs, Policy, fit_priority, fit_to_host};
 use crate::backend::trace::to_pipeline;
-use crate::model::Allocation;
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
+use crate::plan::Allocation;
 use crate::sim::replay::Replay;
 use std::collections::HashMap;
 use std::sync::Arc;

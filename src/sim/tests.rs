@@ -7,8 +7,8 @@ use crate::allocate::Inputs;
 use crate::backend::trace::CORE_MHZ;
 use crate::collect::Observation;
 use crate::model::STEP_S;
-use crate::model::{Allocation, TenantAllocation};
 use crate::model::{PerResource, Resource};
+use crate::plan::{Allocation, TenantAllocation};
 use std::sync::Mutex;
 
 /// A replay from per-tenant cpu demand rows (MHz); mem, disk and net demand follow cpu × 10,

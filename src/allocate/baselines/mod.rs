@@ -19,8 +19,8 @@ pub use static_share::StaticShare;
 pub use vpa::Vpa;
 
 use super::{Inputs, fit_to_host, fit_weighted, static_shares};
-use crate::model::Allocation;
 use crate::model::{PerResource, Resource};
+use crate::plan::Allocation;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::model::Allocation;
 use crate::model::Resource;
+use crate::plan::Allocation;
 use std::collections::VecDeque;
 
 /// Samples in the window.

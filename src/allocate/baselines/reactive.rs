@@ -1,6 +1,6 @@
 use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::model::Allocation;
+use crate::plan::Allocation;
 
 /// `reactive`: the last observed usage × (1 + margin), as oVirt MOM's and Proxmox's
 /// auto-ballooning rules react to what a VM used a moment ago; × `cap_growth` more after an

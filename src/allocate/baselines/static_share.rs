@@ -1,6 +1,6 @@
 use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::model::Allocation;
+use crate::plan::Allocation;
 
 /// `static`: the host split once and for all in proportion to class weight × provisioned
 /// size (vCPUs, memory; disk and network by weight alone), as a fixed-share configuration

@@ -1,7 +1,7 @@
 use super::super::{Inputs, Policy};
 use super::PerTenant;
-use crate::model::Allocation;
 use crate::model::Resource;
+use crate::plan::Allocation;
 
 /// Half-life of a sample's weight, as the VPA recommender's default (24 h).
 const HALF_LIFE_MS: f64 = 24.0 * 3600e3;

@@ -5,6 +5,9 @@
 //!   freed with `virDomainStatsRecordListFree` (the crate's wrapper leaks it) and whose typed
 //!   parameters are copied into owned Rust values without panicking on unexpected types.
 //! * `virNodeGetMemoryStats`, domain lifecycle and metadata events.
+//! * The setters (scheduler parameters, balloon target, block I/O throttles) and their
+//!   getters, with typed parameters built and freed here, and errors that keep libvirt's
+//!   code ([`LibvirtError`]) so that a vanished domain is told apart from a refusal.
 //! * Every libvirt object is owned by an RAII guard whose `Drop` never panics.
 //!
 //! All of these calls block: callers keep them off the async runtime.
@@ -50,6 +53,126 @@ fn last_error() -> String {
         "unknown libvirt error".to_string()
     } else {
         msg
+    }
+}
+
+/// A failed libvirt call: libvirt's error number (`virErrorNumber`) and its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LibvirtError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl LibvirtError {
+    /// The domain does not exist (any more).
+    pub fn is_no_domain(&self) -> bool {
+        self.code == sys::VIR_ERR_NO_DOMAIN as i32
+    }
+
+    /// libvirt's last error on this thread, with its code.
+    fn last() -> LibvirtError {
+        // SAFETY: plain library call; the error object is owned by libvirt's thread-local
+        // storage and only read here, before any other libvirt call on this thread.
+        let e = unsafe { sys::virGetLastError() };
+        if e.is_null() {
+            return LibvirtError {
+                code: 0,
+                message: "unknown libvirt error".into(),
+            };
+        }
+        // SAFETY: e is non-null and points to a valid virError.
+        let (code, msg) = unsafe { ((*e).code, (*e).message) };
+        let message = if msg.is_null() {
+            "unknown libvirt error".to_string()
+        } else {
+            // SAFETY: a non-null message is a NUL-terminated string owned by the error.
+            unsafe { CStr::from_ptr(msg) }
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        };
+        LibvirtError { code, message }
+    }
+}
+
+/// A typed parameter list we build for a setter, freed on drop.
+struct TypedParams {
+    ptr: sys::virTypedParameterPtr,
+    n: c_int,
+    max: c_int,
+}
+
+impl TypedParams {
+    fn new() -> Self {
+        TypedParams {
+            ptr: ptr::null_mut(),
+            n: 0,
+            max: 0,
+        }
+    }
+
+    fn add_ullong(&mut self, name: &CStr, value: u64) -> Result<(), LibvirtError> {
+        // SAFETY: ptr/n/max describe a list libvirt allocated (or NULL/0/0); libvirt grows it
+        // in place and copies the name.
+        let rc = unsafe {
+            sys::virTypedParamsAddULLong(
+                &mut self.ptr,
+                &mut self.n,
+                &mut self.max,
+                name.as_ptr(),
+                value,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn add_llong(&mut self, name: &CStr, value: i64) -> Result<(), LibvirtError> {
+        // SAFETY: as in add_ullong.
+        let rc = unsafe {
+            sys::virTypedParamsAddLLong(
+                &mut self.ptr,
+                &mut self.n,
+                &mut self.max,
+                name.as_ptr(),
+                value,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for TypedParams {
+    fn drop(&mut self) {
+        // SAFETY: ptr holds n parameters allocated by virTypedParamsAdd*; freed once, here.
+        unsafe { sys::virTypedParamsFree(self.ptr, self.n) };
+    }
+}
+
+/// A parameter list libvirt fills for a getter: `n` zeroed slots, cleared (strings freed) on
+/// drop.
+struct ParamSlots(Vec<sys::virTypedParameter>);
+
+impl ParamSlots {
+    fn new(n: c_int) -> Self {
+        // SAFETY: an all-zero virTypedParameter is a valid (empty) value of this C struct.
+        ParamSlots(vec![unsafe { std::mem::zeroed() }; n.max(0) as usize])
+    }
+}
+
+impl Drop for ParamSlots {
+    fn drop(&mut self) {
+        // SAFETY: the slots are zeroed or filled by libvirt; Clear frees only the strings it
+        // allocated and leaves the array (ours) alone.
+        unsafe { sys::virTypedParamsClear(self.0.as_mut_ptr(), self.0.len() as c_int) };
     }
 }
 
@@ -357,6 +480,160 @@ impl Conn {
         // SAFETY: allocated by libvirt with malloc.
         unsafe { libc::free(xml as *mut c_void) };
         Ok(s)
+    }
+
+    fn lookup(&self, uuid: &str) -> Result<DomRef, LibvirtError> {
+        let c_uuid = CString::new(uuid).map_err(|_| LibvirtError {
+            code: sys::VIR_ERR_INVALID_ARG as i32,
+            message: "UUID contains a NUL byte".into(),
+        })?;
+        // SAFETY: ptr is live, c_uuid a valid C string; the reference is owned by DomRef.
+        let dom = unsafe { sys::virDomainLookupByUUIDString(self.ptr, c_uuid.as_ptr()) };
+        if dom.is_null() {
+            return Err(LibvirtError::last());
+        }
+        Ok(DomRef(dom))
+    }
+
+    /// Set the live CFS bandwidth of every vCPU and the domain's CPU weight.
+    pub fn set_cpu(
+        &self,
+        uuid: &str,
+        period_us: u64,
+        quota_us: i64,
+        shares: u64,
+    ) -> Result<(), LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        let mut p = TypedParams::new();
+        p.add_ullong(sys::VIR_DOMAIN_SCHEDULER_VCPU_PERIOD, period_us)?;
+        p.add_llong(sys::VIR_DOMAIN_SCHEDULER_VCPU_QUOTA, quota_us)?;
+        p.add_ullong(sys::VIR_DOMAIN_SCHEDULER_CPU_SHARES, shares)?;
+        // SAFETY: dom is valid; p holds p.n initialised parameters that libvirt only reads.
+        let rc = unsafe {
+            sys::virDomainSetSchedulerParametersFlags(
+                dom.0,
+                p.ptr,
+                p.n,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Set the live balloon target (KiB).
+    pub fn set_memory(&self, uuid: &str, kib: u64) -> Result<(), LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        // SAFETY: dom is valid; plain integer arguments.
+        let rc = unsafe {
+            sys::virDomainSetMemoryFlags(
+                dom.0,
+                kib as std::ffi::c_ulong,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Set one disk's live throttle (0: unlimited).
+    pub fn set_block_iotune(
+        &self,
+        uuid: &str,
+        disk: &str,
+        bytes_sec: u64,
+        iops_sec: u64,
+    ) -> Result<(), LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        let c_disk = CString::new(disk).map_err(|_| LibvirtError {
+            code: sys::VIR_ERR_INVALID_ARG as i32,
+            message: "disk name contains a NUL byte".into(),
+        })?;
+        let mut p = TypedParams::new();
+        p.add_ullong(sys::VIR_DOMAIN_BLOCK_IOTUNE_TOTAL_BYTES_SEC, bytes_sec)?;
+        p.add_ullong(sys::VIR_DOMAIN_BLOCK_IOTUNE_TOTAL_IOPS_SEC, iops_sec)?;
+        // SAFETY: dom is valid, c_disk a C string; p holds p.n parameters libvirt only reads.
+        let rc = unsafe {
+            sys::virDomainSetBlockIoTune(
+                dom.0,
+                c_disk.as_ptr(),
+                p.ptr,
+                p.n,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The live scheduler parameters (cpu_shares, vcpu_period, vcpu_quota, …).
+    pub fn scheduler_params(&self, uuid: &str) -> Result<Vec<(String, Param)>, LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        let mut n: c_int = 0;
+        // SAFETY: dom is valid; n is an out-parameter; the returned string is ours to free.
+        let kind = unsafe { sys::virDomainGetSchedulerType(dom.0, &mut n) };
+        if kind.is_null() {
+            return Err(LibvirtError::last());
+        }
+        // SAFETY: allocated by libvirt with malloc; not used after this.
+        unsafe { libc::free(kind as *mut c_void) };
+        let mut slots = ParamSlots::new(n);
+        // SAFETY: slots has room for n parameters, as n tells libvirt; it writes back how
+        // many it filled.
+        let rc = unsafe {
+            sys::virDomainGetSchedulerParametersFlags(
+                dom.0,
+                slots.0.as_mut_ptr(),
+                &mut n,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            return Err(LibvirtError::last());
+        }
+        // SAFETY: libvirt initialised the first n slots.
+        Ok(unsafe { read_params(slots.0.as_mut_ptr(), n.min(slots.0.len() as c_int)) })
+    }
+
+    /// One disk's live throttle parameters (total_bytes_sec, total_iops_sec, …).
+    pub fn block_iotune(
+        &self,
+        uuid: &str,
+        disk: &str,
+    ) -> Result<Vec<(String, Param)>, LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        let c_disk = CString::new(disk).map_err(|_| LibvirtError {
+            code: sys::VIR_ERR_INVALID_ARG as i32,
+            message: "disk name contains a NUL byte".into(),
+        })?;
+        let mut n: c_int = 0;
+        let live = sys::VIR_DOMAIN_AFFECT_LIVE;
+        // SAFETY: with NULL params and n = 0 libvirt only writes the count into n.
+        if unsafe {
+            sys::virDomainGetBlockIoTune(dom.0, c_disk.as_ptr(), ptr::null_mut(), &mut n, live)
+        } < 0
+        {
+            return Err(LibvirtError::last());
+        }
+        let mut slots = ParamSlots::new(n);
+        // SAFETY: slots has room for n parameters, as n tells libvirt.
+        let rc = unsafe {
+            sys::virDomainGetBlockIoTune(dom.0, c_disk.as_ptr(), slots.0.as_mut_ptr(), &mut n, live)
+        };
+        if rc < 0 {
+            return Err(LibvirtError::last());
+        }
+        // SAFETY: libvirt initialised the first n slots.
+        Ok(unsafe { read_params(slots.0.as_mut_ptr(), n.min(slots.0.len() as c_int)) })
     }
 
     /// Count lifecycle and metadata events of all domains into `generation`. Needs

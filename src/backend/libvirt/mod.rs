@@ -8,7 +8,9 @@ pub mod stats;
 
 use super::{Backend, BackendError, DomainConfig, DomainSnapshot, Snapshot};
 use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::plan::{Applied, Denial, Plan, Setting};
 use ffi::Conn;
+use ffi::Param;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,8 @@ pub struct LibvirtBackend {
     events: Arc<AtomicU64>,
     events_seen: u64,
     configs: HashMap<String, (DomainConfig, u64)>,
+    /// CPU bandwidth and disk throttles as last read (with the configuration).
+    settings: HashMap<String, Vec<Setting>>,
     cycle: u64,
     epoch: Instant,
 }
@@ -41,6 +45,7 @@ impl LibvirtBackend {
             events: Arc::new(AtomicU64::new(0)),
             events_seen: 0,
             configs: HashMap::new(),
+            settings: HashMap::new(),
             cycle: 0,
             epoch: Instant::now(),
         };
@@ -120,6 +125,10 @@ impl LibvirtBackend {
                 );
             }
         }
+        if let Some(conn) = self.conn.as_ref() {
+            self.settings
+                .insert(uuid.to_string(), read_settings(conn, uuid, &config));
+        }
         self.configs
             .insert(uuid.to_string(), (config.clone(), self.cycle));
         config
@@ -155,13 +164,73 @@ impl Backend for LibvirtBackend {
         })
     }
 
-    fn apply(&mut self, _allocation: &crate::model::Allocation) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported {
-            backend: self.describe(),
-            why: "actuation through libvirt (quota, balloon, iotune, vNIC rates) is not built \
-                  yet; run the daemon without an allocation policy"
-                .into(),
-        })
+    /// vCPU bandwidth and shares, balloon targets and disk throttles; vNIC bandwidth is not
+    /// shaped.
+    fn shapes(&self) -> PerResource<bool> {
+        PerResource {
+            cpu: true,
+            mem: true,
+            disk: true,
+            net: false,
+        }
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+        let mut applied = Applied::default();
+        if plan.is_empty() {
+            return Ok(applied);
+        }
+        let conn = self.ensure_connected()?;
+        for d in &plan.domains {
+            'change: for c in &d.changes {
+                let mut refused = false;
+                for setting in &c.settings {
+                    let uuid = &*d.id.uuid;
+                    let result = match setting {
+                        Setting::Cpu {
+                            vcpu_period_us,
+                            vcpu_quota_us,
+                            cpu_shares,
+                        } => conn.set_cpu(uuid, *vcpu_period_us, *vcpu_quota_us, *cpu_shares),
+                        Setting::Balloon { target_kib } => conn.set_memory(uuid, *target_kib),
+                        Setting::DiskIoTune {
+                            disk,
+                            total_bytes_sec,
+                            total_iops_sec,
+                        } => conn.set_block_iotune(uuid, disk, *total_bytes_sec, *total_iops_sec),
+                    };
+                    match result {
+                        Ok(()) => {}
+                        Err(e) if e.is_no_domain() => {
+                            // Gone since the snapshot: the next cycle sees it vanished.
+                            tracing::debug!(domain = %d.id.name, "domain vanished before its change");
+                            continue 'change;
+                        }
+                        Err(e) if !conn.is_alive() => {
+                            return Err(self.err("virDomainSet*", e.message));
+                        }
+                        Err(e) => {
+                            refused = true;
+                            applied.denials.push(Denial {
+                                tenant: d.id.clone(),
+                                resource: c.resource,
+                                wanted: c.amount,
+                                got: c.previous,
+                                setting: Some(setting.clone()),
+                                code: Some(e.code),
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                if !refused && !c.settings.is_empty() {
+                    applied
+                        .accepted
+                        .push((d.id.uuid.clone(), c.resource, c.amount));
+                }
+            }
+        }
+        Ok(applied)
     }
 
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
@@ -194,17 +263,25 @@ impl Backend for LibvirtBackend {
         let mut domains = Vec::with_capacity(raw.len());
         for r in raw {
             let config = self.domain_config(&r.uuid, &r.name);
+            let counters = stats::parse(&r.params);
+            let mut settings = self.settings.get(&r.uuid).cloned().unwrap_or_default();
+            if let Some(kib) = counters.balloon.current_kib {
+                settings.push(Setting::Balloon { target_kib: kib });
+            }
             domains.push(DomainSnapshot {
                 id: TenantId {
                     uuid: r.uuid.into(),
                     name: r.name.into(),
                 },
                 config,
-                counters: stats::parse(&r.params),
+                counters,
                 capped: PerResource::default(),
+                settings,
             });
         }
         self.configs
+            .retain(|uuid, _| domains.iter().any(|d| *d.id.uuid == **uuid));
+        self.settings
             .retain(|uuid, _| domains.iter().any(|d| *d.id.uuid == **uuid));
         Ok(Snapshot {
             at_unix_ms,
@@ -213,4 +290,60 @@ impl Backend for LibvirtBackend {
             domains,
         })
     }
+}
+
+/// The domain's CPU bandwidth and disk throttles (what a getter cannot read is left out).
+fn read_settings(conn: &Conn, uuid: &str, config: &DomainConfig) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let uint = |params: &[(String, Param)], name: &str| {
+        params
+            .iter()
+            .find(|(f, _)| f == name)
+            .and_then(|(_, v)| match v {
+                Param::UInt(u) => Some(*u),
+                Param::Int(i) => u64::try_from(*i).ok(),
+                _ => None,
+            })
+    };
+    match conn.scheduler_params(uuid) {
+        Ok(p) => {
+            let quota = p
+                .iter()
+                .find(|(f, _)| f == "vcpu_quota")
+                .and_then(|(_, v)| match v {
+                    Param::Int(i) => Some(*i),
+                    Param::UInt(u) => i64::try_from(*u).ok(),
+                    _ => None,
+                });
+            if let (Some(period), Some(quota), Some(shares)) =
+                (uint(&p, "vcpu_period"), quota, uint(&p, "cpu_shares"))
+            {
+                // cgroup v2 reports "max" (no quota) as a huge number.
+                let quota = if quota <= 0 || quota as u64 >= u64::MAX / 2 {
+                    -1
+                } else {
+                    quota
+                };
+                out.push(Setting::Cpu {
+                    vcpu_period_us: period,
+                    vcpu_quota_us: quota,
+                    cpu_shares: shares,
+                });
+            }
+        }
+        Err(e) => tracing::debug!(uuid, "cannot read scheduler parameters: {e}"),
+    }
+    for disk in &config.disks {
+        match conn.block_iotune(uuid, &disk.target) {
+            Ok(p) => out.push(Setting::DiskIoTune {
+                disk: disk.target.clone(),
+                total_bytes_sec: uint(&p, "total_bytes_sec").unwrap_or(0),
+                total_iops_sec: uint(&p, "total_iops_sec").unwrap_or(0),
+            }),
+            Err(e) => {
+                tracing::debug!(uuid, disk = %disk.target, "cannot read the disk throttle: {e}")
+            }
+        }
+    }
+    out
 }

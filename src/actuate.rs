@@ -1,0 +1,734 @@
+//! actuate: allocation → plan. Turns the policy's amounts into concrete settings per domain
+//! and keeps only what should change now:
+//!
+//! * a change smaller than the hysteresis (a share of the amount in force) is not made;
+//! * a rise is made at once; a cut waits until the resource's cooldown since its last change
+//!   has passed (a tenant is never squeezed twice in a row on one noisy forecast);
+//! * the balloon never goes below the guest's floor (the memory it uses plus a margin) nor
+//!   above its maximum, and inflates at most one step per cycle;
+//! * a refused change is retried after the cooldown, not every cycle.
+//!
+//! The amounts in force are what the backend accepted, seeded from the settings the backend
+//! read from the domain when it is first seen.
+
+use crate::allocate::rules::Rules;
+use crate::collect::{Observation, TenantStats};
+use crate::model::{PerResource, Resource};
+use crate::plan::{Allocation, Applied, Change, DomainPlan, Plan, Setting};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A disk is never throttled below this (bytes/s): a guest must still be able to boot and
+/// log whatever the forecast says.
+pub const DISK_FLOOR_BYTES_PER_S: f64 = 1024.0 * 1024.0;
+
+/// cgroups' CPU weight range as libvirt takes it (`cpu_shares`).
+const SHARES_MIN: u64 = 2;
+const SHARES_MAX: u64 = 262_144;
+/// The smallest CFS quota the kernel takes (µs).
+const QUOTA_MIN_US: i64 = 1000;
+
+/// How allocations become changes (`[actuate]` in the daemon's config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActuateConfig {
+    /// Decide and log the plans, change nothing on any domain.
+    pub dry_run: bool,
+    /// Changes smaller than this share of the amount in force are not made (0 … 1).
+    pub hysteresis: f64,
+    /// A resource is cut no sooner than this after its last change (rises are not held).
+    pub cooldown_seconds: f64,
+    /// The CFS period of every vCPU (µs).
+    pub cpu_period_us: u64,
+    /// The balloon inflates (takes memory from the guest) at most this much per cycle.
+    pub balloon_step_mib: f64,
+    /// The balloon leaves the guest at least the memory it uses plus this.
+    pub memory_floor_margin_mib: f64,
+}
+
+impl Default for ActuateConfig {
+    fn default() -> Self {
+        ActuateConfig {
+            dry_run: false,
+            hysteresis: 0.05,
+            cooldown_seconds: 60.0,
+            cpu_period_us: 100_000,
+            balloon_step_mib: 1024.0,
+            memory_floor_margin_mib: 64.0,
+        }
+    }
+}
+
+impl ActuateConfig {
+    /// Every amount every cycle, exactly as decided: what the trace replay uses, whose host
+    /// model enforces the amounts itself (and moves the balloon at its own speed).
+    pub fn exact() -> Self {
+        ActuateConfig {
+            dry_run: false,
+            hysteresis: 0.0,
+            cooldown_seconds: 0.0,
+            cpu_period_us: 100_000,
+            balloon_step_mib: 0.0,
+            memory_floor_margin_mib: 0.0,
+        }
+    }
+
+    fn is_exact(&self) -> bool {
+        self.hysteresis == 0.0
+            && self.cooldown_seconds == 0.0
+            && self.balloon_step_mib == 0.0
+            && self.memory_floor_margin_mib == 0.0
+    }
+
+    /// The first value out of range, as (field, message).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+        if !ok(self.hysteresis, 0.0, 1.0) {
+            return Err((
+                "actuate.hysteresis",
+                format!("= {} is outside 0 … 1", self.hysteresis),
+            ));
+        }
+        if !ok(self.cooldown_seconds, 0.0, 86_400.0) {
+            let v = self.cooldown_seconds;
+            return Err((
+                "actuate.cooldown_seconds",
+                format!("= {v} is outside 0 … 86400"),
+            ));
+        }
+        if !(1000..=1_000_000).contains(&self.cpu_period_us) {
+            let v = self.cpu_period_us;
+            return Err((
+                "actuate.cpu_period_us",
+                format!("= {v} is outside 1000 … 1000000"),
+            ));
+        }
+        if !ok(self.balloon_step_mib, 0.0, 1e7) {
+            let v = self.balloon_step_mib;
+            return Err((
+                "actuate.balloon_step_mib",
+                format!("= {v} is not an amount ≥ 0"),
+            ));
+        }
+        if !ok(self.memory_floor_margin_mib, 0.0, 1e7) {
+            let v = self.memory_floor_margin_mib;
+            return Err((
+                "actuate.memory_floor_margin_mib",
+                format!("= {v} is not an amount ≥ 0"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What is in force on one tenant, as far as the actuator knows.
+#[derive(Debug, Default, Clone)]
+struct InForce {
+    amount: PerResource<Option<f64>>,
+    /// When the resource last changed, Unix ms.
+    since_ms: PerResource<Option<i64>>,
+    /// When a change of the resource was last refused, Unix ms.
+    refused_ms: PerResource<Option<i64>>,
+}
+
+pub struct Actuator {
+    cfg: ActuateConfig,
+    tenants: HashMap<Arc<str>, InForce>,
+}
+
+impl Actuator {
+    pub fn new(cfg: ActuateConfig) -> Self {
+        Actuator {
+            cfg,
+            tenants: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ActuateConfig {
+        &self.cfg
+    }
+
+    /// The amount of `r` in force on `uuid`, as far as the actuator knows.
+    pub fn in_force(&self, uuid: &str, r: Resource) -> Option<f64> {
+        self.tenants.get(uuid).and_then(|t| *t.amount.get(r))
+    }
+
+    /// The changes that bring the host to `alloc`, for the resources the backend `shapes`.
+    /// Where the host's capacity of a resource is unknown (libvirt knows none for disk and
+    /// network) there is nothing to share: each tenant is held only at its limit under
+    /// `rules` (unthrottled without one), not at its forecast.
+    pub fn plan(
+        &mut self,
+        alloc: &Allocation,
+        obs: &Observation,
+        shapes: PerResource<bool>,
+        rules: &Rules,
+    ) -> Plan {
+        self.tenants
+            .retain(|uuid, _| obs.tenants.iter().any(|t| t.id.uuid == *uuid));
+        let by_uuid: HashMap<&str, &TenantStats> =
+            obs.tenants.iter().map(|t| (&*t.id.uuid, t)).collect();
+        let mut plan = Plan::default();
+        for a in &alloc.tenants {
+            let Some(t) = by_uuid.get(&*a.uuid) else {
+                continue;
+            };
+            let state = self.tenants.entry(a.uuid.clone()).or_default();
+            for r in Resource::ALL {
+                if state.amount.get(r).is_none() {
+                    *state.amount.get_mut(r) = amount_of(&t.settings, r, t.vcpus);
+                }
+            }
+            let mut changes = Vec::new();
+            for r in Resource::ALL {
+                if !*shapes.get(r) {
+                    continue;
+                }
+                let previous = *state.amount.get(r);
+                let amount = match obs.host.capacity.get(r) {
+                    Some(_) => *a.amounts.get(r),
+                    None => rules.bounds(t, r).1,
+                };
+                let wanted = bounded(&self.cfg, t, r, amount, previous);
+                let within = |at: &Option<i64>| {
+                    at.is_some_and(|s| {
+                        ((obs.at_unix_ms - s) as f64) < self.cfg.cooldown_seconds * 1000.0
+                    })
+                };
+                if wanted.is_nan()
+                    || (!self.cfg.is_exact() && previous == Some(wanted))
+                    || within(state.refused_ms.get(r))
+                {
+                    continue;
+                }
+                if let Some(p) = previous
+                    && !self.cfg.is_exact()
+                {
+                    let small = p.is_finite()
+                        && wanted.is_finite()
+                        && (wanted - p).abs() <= self.cfg.hysteresis * p.abs().max(wanted.abs());
+                    let cooling = within(state.since_ms.get(r));
+                    if small || (wanted < p && cooling) {
+                        continue;
+                    }
+                }
+                changes.push(Change {
+                    resource: r,
+                    amount: wanted,
+                    previous,
+                    settings: settings_for(&self.cfg, t, r, wanted),
+                });
+            }
+            if !changes.is_empty() {
+                plan.domains.push(DomainPlan {
+                    id: t.id.clone(),
+                    changes,
+                });
+            }
+        }
+        plan
+    }
+
+    /// Take note of what the backend made of a plan at `at_ms`: accepted amounts are in
+    /// force; a refused resource waits for its cooldown before it is tried again.
+    pub fn record(&mut self, applied: &Applied, at_ms: i64) {
+        for (uuid, r, amount) in &applied.accepted {
+            let t = self.tenants.entry(uuid.clone()).or_default();
+            *t.amount.get_mut(*r) = Some(*amount);
+            *t.since_ms.get_mut(*r) = Some(at_ms);
+            *t.refused_ms.get_mut(*r) = None;
+        }
+        for d in &applied.denials {
+            let t = self.tenants.entry(d.tenant.uuid.clone()).or_default();
+            *t.refused_ms.get_mut(d.resource) = Some(at_ms);
+        }
+    }
+}
+
+/// The amount a domain's current settings give, where they tell.
+pub fn amount_of(settings: &[Setting], r: Resource, vcpus: u32) -> Option<f64> {
+    let mut disk: Option<f64> = None;
+    for s in settings {
+        match (r, s) {
+            (
+                Resource::Cpu,
+                Setting::Cpu {
+                    vcpu_period_us,
+                    vcpu_quota_us,
+                    ..
+                },
+            ) => {
+                let n = vcpus.max(1) as f64;
+                return Some(if *vcpu_quota_us < 0 || *vcpu_period_us == 0 {
+                    n
+                } else {
+                    (*vcpu_quota_us as f64 / *vcpu_period_us as f64).min(1.0) * n
+                });
+            }
+            (Resource::Mem, Setting::Balloon { target_kib }) => return Some(*target_kib as f64),
+            (
+                Resource::Disk,
+                Setting::DiskIoTune {
+                    total_bytes_sec, ..
+                },
+            ) => {
+                // Any unthrottled disk leaves the tenant unbounded.
+                if *total_bytes_sec == 0 {
+                    return Some(f64::INFINITY);
+                }
+                disk = Some(disk.unwrap_or(0.0) + *total_bytes_sec as f64);
+            }
+            _ => {}
+        }
+    }
+    disk.filter(|_| r == Resource::Disk)
+}
+
+/// The amount the domain can be given: the balloon within [floor, maximum] and moved at most
+/// one step; a disk at least its floor.
+fn bounded(
+    cfg: &ActuateConfig,
+    t: &TenantStats,
+    r: Resource,
+    amount: f64,
+    previous: Option<f64>,
+) -> f64 {
+    if cfg.is_exact() {
+        return amount;
+    }
+    match r {
+        Resource::Mem => {
+            let mut v = amount;
+            if let Some(used) = t.mem.used_kib {
+                v = v.max(used as f64 + cfg.memory_floor_margin_mib * 1024.0);
+            }
+            if t.max_memory_kib > 0 {
+                v = v.min(t.max_memory_kib as f64);
+            }
+            if let Some(p) = previous
+                && cfg.balloon_step_mib > 0.0
+            {
+                v = v.max(p - cfg.balloon_step_mib * 1024.0);
+            }
+            v.round()
+        }
+        Resource::Disk => amount.max(DISK_FLOOR_BYTES_PER_S * t.disk_targets.len().max(1) as f64),
+        Resource::Cpu | Resource::Net => amount,
+    }
+}
+
+/// The settings that give `amount` of `r` on this domain.
+fn settings_for(cfg: &ActuateConfig, t: &TenantStats, r: Resource, amount: f64) -> Vec<Setting> {
+    match r {
+        Resource::Cpu => {
+            let n = t.vcpus.max(1) as f64;
+            let per_vcpu = amount / n;
+            let period = cfg.cpu_period_us;
+            let quota = if per_vcpu >= 1.0 {
+                -1 // a vCPU cannot use more than one core: unlimited
+            } else {
+                ((per_vcpu * period as f64).round() as i64).max(QUOTA_MIN_US)
+            };
+            let shares = ((amount * 1024.0).round() as u64).clamp(SHARES_MIN, SHARES_MAX);
+            vec![Setting::Cpu {
+                vcpu_period_us: period,
+                vcpu_quota_us: quota,
+                cpu_shares: shares,
+            }]
+        }
+        Resource::Mem => vec![Setting::Balloon {
+            target_kib: amount.max(0.0).round() as u64,
+        }],
+        Resource::Disk => {
+            let per_disk = amount / t.disk_targets.len().max(1) as f64;
+            // 0: unthrottled.
+            let bytes = if per_disk.is_finite() {
+                per_disk.max(1.0).round() as u64
+            } else {
+                0
+            };
+            t.disk_targets
+                .iter()
+                .map(|d| Setting::DiskIoTune {
+                    disk: d.to_string(),
+                    total_bytes_sec: bytes,
+                    total_iops_sec: 0,
+                })
+                .collect()
+        }
+        Resource::Net => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::MemStats;
+    use crate::model::TenantId;
+    use crate::plan::{Denial, TenantAllocation};
+
+    const MIB: f64 = 1024.0;
+    const ALL: PerResource<bool> = PerResource {
+        cpu: true,
+        mem: true,
+        disk: true,
+        net: false,
+    };
+
+    fn tenant(used_mib: u64) -> TenantStats {
+        TenantStats {
+            id: TenantId {
+                uuid: "u1".into(),
+                name: "t1".into(),
+            },
+            vcpus: 2,
+            max_memory_kib: 1024 * 1024,
+            mem: MemStats {
+                used_kib: Some(used_mib * 1024),
+                ..MemStats::default()
+            },
+            disk_targets: vec!["vda".into(), "vdb".into()],
+            ..TenantStats::default()
+        }
+    }
+
+    fn obs(at_s: i64, t: TenantStats) -> Observation {
+        let known = Some(1e12);
+        Observation {
+            at_unix_ms: at_s * 1000,
+            tenants: vec![t],
+            host: crate::model::HostInfo {
+                capacity: PerResource {
+                    cpu: known,
+                    mem: known,
+                    disk: known,
+                    net: known,
+                },
+                ..Default::default()
+            },
+            ..Observation::default()
+        }
+    }
+
+    fn alloc(cpu: f64, mem_mib: f64, disk: f64) -> Allocation {
+        Allocation {
+            tenants: vec![TenantAllocation {
+                uuid: "u1".into(),
+                amounts: PerResource {
+                    cpu,
+                    mem: mem_mib * MIB,
+                    disk,
+                    net: 1e6,
+                },
+                reasons: None,
+            }],
+        }
+    }
+
+    fn accept_all(a: &mut Actuator, plan: &Plan, at_s: i64) {
+        let mut applied = Applied::default();
+        for d in &plan.domains {
+            for c in &d.changes {
+                applied
+                    .accepted
+                    .push((d.id.uuid.clone(), c.resource, c.amount));
+            }
+        }
+        a.record(&applied, at_s * 1000);
+    }
+
+    fn change(plan: &Plan, r: Resource) -> Option<&Change> {
+        plan.domains
+            .iter()
+            .flat_map(|d| &d.changes)
+            .find(|c| c.resource == r)
+    }
+
+    #[test]
+    fn settings_follow_the_amounts() {
+        let mut a = Actuator::new(ActuateConfig::default());
+        let plan = a.plan(
+            &alloc(0.5, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        let cpu = change(&plan, Resource::Cpu).unwrap();
+        assert_eq!(
+            cpu.settings,
+            vec![Setting::Cpu {
+                vcpu_period_us: 100_000,
+                vcpu_quota_us: 25_000, // 0.5 cores over 2 vCPUs
+                cpu_shares: 512,
+            }]
+        );
+        let mem = change(&plan, Resource::Mem).unwrap();
+        assert_eq!(
+            mem.settings,
+            vec![Setting::Balloon {
+                target_kib: 512 * 1024
+            }]
+        );
+        let disk = change(&plan, Resource::Disk).unwrap();
+        assert_eq!(disk.settings.len(), 2, "one throttle per disk");
+        assert!(matches!(
+            &disk.settings[1],
+            Setting::DiskIoTune { disk, total_bytes_sec: 4_000_000, total_iops_sec: 0 } if disk == "vdb"
+        ));
+        assert!(
+            change(&plan, Resource::Net).is_none(),
+            "net is not shaped by this backend"
+        );
+        // Two full vCPUs: no quota at all.
+        let plan = Actuator::new(ActuateConfig::default()).plan(
+            &alloc(2.5, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert!(matches!(
+            change(&plan, Resource::Cpu).unwrap().settings[0],
+            Setting::Cpu {
+                vcpu_quota_us: -1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_balloon_stays_above_the_guest_floor_and_below_its_maximum() {
+        let mut a = Actuator::new(ActuateConfig::default());
+        // Uses 300 MiB: a 128 MiB target becomes 300 + 64.
+        let plan = a.plan(
+            &alloc(1.0, 128.0, 8e6),
+            &obs(0, tenant(300)),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(change(&plan, Resource::Mem).unwrap().amount, 364.0 * MIB);
+        let plan = a.plan(
+            &alloc(1.0, 4096.0, 8e6),
+            &obs(0, tenant(300)),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(change(&plan, Resource::Mem).unwrap().amount, 1024.0 * MIB);
+    }
+
+    #[test]
+    fn the_balloon_inflates_one_step_per_cycle() {
+        let cfg = ActuateConfig {
+            balloon_step_mib: 100.0,
+            cooldown_seconds: 0.0,
+            ..ActuateConfig::default()
+        };
+        let mut a = Actuator::new(cfg);
+        let mut t = tenant(10);
+        t.max_memory_kib = 8 * 1024 * 1024;
+        let p = a.plan(
+            &alloc(1.0, 1000.0, 8e6),
+            &obs(0, t.clone()),
+            ALL,
+            &Rules::default(),
+        );
+        accept_all(&mut a, &p, 0);
+        let p = a.plan(
+            &alloc(1.0, 200.0, 8e6),
+            &obs(10, t.clone()),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(change(&p, Resource::Mem).unwrap().amount, 900.0 * MIB);
+        accept_all(&mut a, &p, 10);
+        // Deflating (giving back) is not limited.
+        let p = a.plan(
+            &alloc(1.0, 4000.0, 8e6),
+            &obs(20, t),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(change(&p, Resource::Mem).unwrap().amount, 4000.0 * MIB);
+    }
+
+    #[test]
+    fn small_changes_wait_and_cuts_wait_for_the_cooldown() {
+        let mut a = Actuator::new(ActuateConfig::default());
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(p.len(), 3);
+        accept_all(&mut a, &p, 0);
+        // 3 % more CPU: under the 5 % hysteresis.
+        let p = a.plan(
+            &alloc(1.03, 512.0, 8e6),
+            &obs(10, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        // A rise is made at once, a cut within the cooldown waits.
+        let p = a.plan(
+            &alloc(1.5, 256.0, 8e6),
+            &obs(20, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert!(change(&p, Resource::Cpu).is_some());
+        assert!(change(&p, Resource::Mem).is_none());
+        accept_all(&mut a, &p, 20);
+        let p = a.plan(
+            &alloc(1.5, 256.0, 8e6),
+            &obs(61, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert_eq!(change(&p, Resource::Mem).unwrap().amount, 256.0 * MIB);
+    }
+
+    #[test]
+    fn a_refused_change_is_retried_after_the_cooldown() {
+        let mut a = Actuator::new(ActuateConfig::default());
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        let t = tenant(100);
+        let denied = Applied {
+            accepted: vec![],
+            denials: vec![Denial {
+                tenant: t.id.clone(),
+                resource: Resource::Mem,
+                wanted: 512.0 * MIB,
+                got: None,
+                setting: None,
+                code: Some(8),
+                message: "no".into(),
+            }],
+        };
+        assert!(change(&p, Resource::Mem).is_some());
+        a.record(&denied, 0);
+        assert!(
+            change(
+                &a.plan(
+                    &alloc(1.0, 512.0, 8e6),
+                    &obs(30, tenant(100)),
+                    ALL,
+                    &Rules::default()
+                ),
+                Resource::Mem
+            )
+            .is_none()
+        );
+        assert!(
+            change(
+                &a.plan(
+                    &alloc(1.0, 512.0, 8e6),
+                    &obs(61, tenant(100)),
+                    ALL,
+                    &Rules::default()
+                ),
+                Resource::Mem
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn what_the_domain_had_is_where_the_diff_starts() {
+        let mut t = tenant(100);
+        t.settings = vec![
+            Setting::Cpu {
+                vcpu_period_us: 100_000,
+                vcpu_quota_us: 50_000,
+                cpu_shares: 1024,
+            },
+            Setting::Balloon {
+                target_kib: 512 * 1024,
+            },
+        ];
+        assert_eq!(amount_of(&t.settings, Resource::Cpu, 2), Some(1.0));
+        let mut a = Actuator::new(ActuateConfig::default());
+        let p = a.plan(&alloc(1.0, 512.0, 8e6), &obs(0, t), ALL, &Rules::default());
+        assert!(change(&p, Resource::Cpu).is_none() && change(&p, Resource::Mem).is_none());
+        assert_eq!(change(&p, Resource::Disk).unwrap().previous, None);
+    }
+
+    #[test]
+    fn without_a_known_capacity_a_tenant_is_held_only_at_its_limit() {
+        let mut o = obs(0, tenant(100));
+        o.host.capacity.disk = None;
+        let mut a = Actuator::new(ActuateConfig::default());
+        let p = a.plan(&alloc(1.0, 512.0, 8e6), &o, ALL, &Rules::default());
+        let disk = change(&p, Resource::Disk).unwrap();
+        assert_eq!(disk.amount, f64::INFINITY);
+        assert!(matches!(
+            disk.settings[0],
+            Setting::DiskIoTune {
+                total_bytes_sec: 0,
+                ..
+            }
+        ));
+        accept_all(&mut a, &p, 0);
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(100, tenant(100)).tap_disk_unknown(),
+            ALL,
+            &Rules::default(),
+        );
+        assert!(
+            change(&p, Resource::Disk).is_none(),
+            "unlimited stays unlimited: {p:?}"
+        );
+        let rules = Rules::parse(
+            "[classes.silver]\nlimit = { disk_bytes_per_s = 5e6 }\n",
+            "r.toml",
+        )
+        .unwrap();
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(200, tenant(100)).tap_disk_unknown(),
+            ALL,
+            &rules,
+        );
+        assert_eq!(change(&p, Resource::Disk).unwrap().amount, 5e6);
+    }
+
+    trait DiskUnknown {
+        fn tap_disk_unknown(self) -> Self;
+    }
+
+    impl DiskUnknown for Observation {
+        fn tap_disk_unknown(mut self) -> Self {
+            self.host.capacity.disk = None;
+            self
+        }
+    }
+
+    #[test]
+    fn exact_mode_passes_every_amount_through() {
+        let mut a = Actuator::new(ActuateConfig::exact());
+        let all = PerResource {
+            cpu: true,
+            mem: true,
+            disk: true,
+            net: true,
+        };
+        for at in 0..3 {
+            let p = a.plan(
+                &alloc(1.0, 1.0, 0.0),
+                &obs(at, tenant(100)),
+                all,
+                &Rules::default(),
+            );
+            assert_eq!(p.len(), 4);
+            assert_eq!(change(&p, Resource::Mem).unwrap().amount, MIB, "no floor");
+            accept_all(&mut a, &p, at);
+        }
+    }
+}
