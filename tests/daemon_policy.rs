@@ -99,7 +99,7 @@ fn sighup_rereads_the_policy_file_and_keeps_the_rules_in_force_on_an_error() {
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {}", read_log());
-    assert!(read_log().contains("does not change domain settings"));
+    assert!(read_log().contains("allocations are applied each cycle"));
     // It went on collecting meanwhile: one sample per allocation.
     assert_eq!(common::committed(&db), allocations(&db).0);
 }
@@ -179,4 +179,46 @@ fn what_prescient_learnt_survives_a_restart() {
         )
         .unwrap();
     assert_eq!(s, 2.0);
+}
+
+#[test]
+fn a_refused_change_is_recorded_as_a_denial_and_the_daemon_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    // The test driver refuses vCPU bandwidth (it knows only a weight) and accepts a balloon.
+    let mut child = common::daemon(Path::new(env!("CARGO_BIN_EXE_prescient")), &db)
+        .args(["--policy", "static"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rows = |sql: &str| -> i64 {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        rusqlite::Connection::open_with_flags(&db, flags)
+            .and_then(|c| {
+                c.busy_timeout(Duration::from_secs(5))?;
+                c.query_row(sql, [], |r| r.get(0))
+            })
+            .unwrap_or(0)
+    };
+    until("a cpu denial with libvirt's code and message", || {
+        rows(
+            "SELECT count(*) FROM actuations WHERE resource = 'cpu' AND accepted = 0 \
+             AND code = 8 AND message LIKE '%SchedulerParameters%'",
+        ) >= 1
+    });
+    assert!(
+        rows("SELECT count(*) FROM actuations WHERE resource = 'mem' AND accepted = 1") >= 1,
+        "the balloon target was accepted"
+    );
+    let cycles = allocations(&db).0;
+    until("more cycles after the refusal", || {
+        allocations(&db).0 >= cycles + 5
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon is still running"
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
 }

@@ -500,3 +500,261 @@ fn restart_libvirtd() {
             .success()
     );
 }
+
+// ---- Actuation: the daemon changes what it chose on the domains ----
+
+/// A lab tenant's live settings as virsh shows them: (vcpu_quota, cpu_shares, balloon
+/// actual KiB, vda total_bytes_sec).
+fn live_settings(name: &str) -> (i64, u64, u64, u64) {
+    let field = |text: &str, key: &str| -> String {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':').or_else(|| l.split_once(' '))?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("{key} missing in:\n{text}"))
+    };
+    let sched = virsh(&["schedinfo", name, "--live"]);
+    let quota: i64 = field(&sched, "vcpu_quota").parse().unwrap_or(-1);
+    let shares: u64 = field(&sched, "cpu_shares").parse().unwrap();
+    let mem = virsh(&["dommemstat", name]);
+    let actual: u64 = field(&mem, "actual").parse().unwrap();
+    let io = virsh(&["blkdeviotune", name, "vda", "--live"]);
+    let bytes: u64 = field(&io, "total_bytes_sec").parse().unwrap();
+    // cgroup v2 shows "no quota" as a huge number.
+    let quota = if quota <= 0 || quota > 1 << 40 {
+        -1
+    } else {
+        quota
+    };
+    (quota, shares, actual, bytes)
+}
+
+/// Give the lab tenants back the settings they boot with.
+fn restore_lab(names: &[String]) {
+    for n in names {
+        virsh(&[
+            "schedinfo",
+            n,
+            "--live",
+            "--set",
+            "vcpu_quota=-1",
+            "cpu_shares=1024",
+        ]);
+        virsh(&["setmem", n, "512M", "--live"]);
+        virsh(&["blkdeviotune", n, "vda", "--live", "--total-bytes-sec", "0"]);
+    }
+}
+
+/// Run `prescient daemon` on the lab for `seconds` with `args`; returns its log.
+fn run_daemon(db: &std::path::Path, args: &[&str], seconds: u64) -> String {
+    let log = db.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args(["daemon", "--uri", URI, "--interval", "2", "--db"])
+        .arg(db)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting the daemon");
+    std::thread::sleep(Duration::from_secs(seconds));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon stopped early:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "daemon exit {status}:\n{text}");
+    text
+}
+
+/// Per tenant name and resource, the newest accepted change's settings, as JSON.
+fn accepted(db: &std::path::Path) -> HashMap<(String, String), (f64, serde_json::Value)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut q = c
+        .prepare(
+            "SELECT t.name, a.resource, a.wanted, a.settings_json FROM actuations a
+             JOIN tenants t ON t.id = a.tenant_id WHERE a.accepted = 1 ORDER BY a.ts_ms",
+        )
+        .unwrap();
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .unwrap();
+    let mut out = HashMap::new();
+    for row in rows {
+        let (name, resource, wanted, json) = row.unwrap();
+        out.insert(
+            (name, resource),
+            (wanted, serde_json::from_str(&json).unwrap()),
+        );
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn the_daemon_sets_what_it_chose_on_the_domains() {
+    let tenants = running_lab_tenants();
+    assert!(tenants.len() >= 2, "the lab runs {tenants:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let rules = dir.path().join("rules.toml");
+    // Limits the lab's guests can live with, low enough to be seen in every setting.
+    let mut text = String::new();
+    for class in ["gold", "silver", "bronze"] {
+        text += &format!(
+            "[classes.{class}]\nlimit = {{ cpu_cores = 0.6, mem_mib = 384, disk_bytes_per_s = 20971520 }}\n"
+        );
+    }
+    std::fs::write(&rules, text).unwrap();
+    let rules = rules.to_str().unwrap();
+    let log = run_daemon(&db, &["--policy", "static", "--policy-file", rules], 16);
+    assert!(log.contains("allocations are applied each cycle"), "{log}");
+    let chosen = accepted(&db);
+    // Give the balloons time to reach their targets (TCG: seconds per GiB).
+    std::thread::sleep(Duration::from_secs(5));
+    let mut seen = (0, 0, 0);
+    for name in &tenants {
+        let (quota, shares, actual, bytes) = live_settings(name);
+        if let Some((_, s)) = chosen.get(&(name.clone(), "cpu".into())) {
+            assert_eq!(
+                quota,
+                s[0]["vcpu_quota_us"].as_i64().unwrap(),
+                "{name}: vcpu_quota"
+            );
+            assert_eq!(
+                shares,
+                s[0]["cpu_shares"].as_u64().unwrap(),
+                "{name}: cpu_shares"
+            );
+            seen.0 += 1;
+        }
+        if let Some((_, s)) = chosen.get(&(name.clone(), "mem".into())) {
+            let target = s[0]["target_kib"].as_u64().unwrap();
+            assert!(
+                actual.abs_diff(target) <= 4096,
+                "{name}: balloon actual {actual} KiB, target {target} KiB"
+            );
+            seen.1 += 1;
+        }
+        if let Some((_, s)) = chosen.get(&(name.clone(), "disk".into())) {
+            assert_eq!(
+                bytes,
+                s[0]["total_bytes_sec"].as_u64().unwrap(),
+                "{name}: total_bytes_sec"
+            );
+            seen.2 += 1;
+        }
+    }
+    restore_lab(&tenants);
+    // Every tenant's disk was throttled (none is at boot); CPU and balloon moved on every
+    // tenant but the first, whose metadata (limit 1 core, 512 MiB) is what it boots with.
+    assert_eq!(seen.2, tenants.len(), "disk changes: {chosen:?}");
+    assert!(seen.0 >= tenants.len() - 1, "cpu changes: {chosen:?}");
+    assert!(seen.1 >= tenants.len() - 1, "balloon changes: {chosen:?}");
+
+    // The balloon never went below the guest's floor: what it used then plus 64 MiB.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let below: Vec<(String, f64, f64)> = c
+        .prepare(
+            "SELECT t.name, a.wanted, s.mem_used_kib FROM actuations a
+             JOIN tenants t ON t.id = a.tenant_id
+             JOIN samples s ON s.tenant_id = a.tenant_id AND s.ts_ms = a.ts_ms
+             WHERE a.resource = 'mem' AND s.mem_used_kib IS NOT NULL
+               AND a.wanted < s.mem_used_kib + 65536 - 1",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        below.is_empty(),
+        "balloon targets below the guest floor: {below:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn a_dry_run_changes_nothing_on_any_domain() {
+    let tenants = running_lab_tenants();
+    restore_lab(&tenants);
+    std::thread::sleep(Duration::from_secs(3));
+    let before: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[classes.silver]\nlimit = { cpu_cores = 0.3, mem_mib = 300, disk_bytes_per_s = 1e7 }\n\
+         [classes.bronze]\nlimit = { cpu_cores = 0.3, mem_mib = 300, disk_bytes_per_s = 1e7 }\n",
+    )
+    .unwrap();
+    let log = run_daemon(
+        &db,
+        &[
+            "--policy",
+            "static",
+            "--dry-run",
+            "--policy-file",
+            rules.to_str().unwrap(),
+        ],
+        10,
+    );
+    assert!(log.contains("dry run, not applied"), "{log}");
+    let after: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    assert_eq!(
+        before, after,
+        "settings of {tenants:?} changed in a dry run"
+    );
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM actuations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "a dry run records no change as made");
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn a_refused_setting_is_a_denial_with_libvirts_error() {
+    use prescient::plan::{Change, DomainPlan, Plan, Setting};
+    let mut backend = LibvirtBackend::connect(URI).expect("connecting to libvirt");
+    let snap = backend.snapshot().unwrap();
+    let d = snap
+        .domains
+        .iter()
+        .find(|d| d.id.name.starts_with("prescient-lab-"))
+        .expect("a lab tenant");
+    let over = d.config.max_memory_kib + 1024 * 1024;
+    let plan = Plan {
+        domains: vec![DomainPlan {
+            id: d.id.clone(),
+            changes: vec![Change {
+                resource: prescient::model::Resource::Mem,
+                amount: over as f64,
+                previous: None,
+                settings: vec![Setting::Balloon { target_kib: over }],
+            }],
+        }],
+    };
+    let applied = backend.apply(&plan).expect("the backend itself works");
+    assert!(applied.accepted.is_empty(), "{applied:?}");
+    let denial = &applied.denials[0];
+    assert_eq!(denial.code, Some(8), "VIR_ERR_INVALID_ARG: {denial:?}");
+    assert!(
+        denial.message.contains("max"),
+        "libvirt's message: {denial:?}"
+    );
+}

@@ -12,6 +12,8 @@
 //!
 //! All of these calls block: callers keep them off the async runtime.
 
+#![allow(unsafe_code)]
+
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::ptr;
 use std::sync::Arc;
@@ -270,7 +272,7 @@ impl Drop for StatsList {
 /// # Safety
 /// `dom` must be a valid domain pointer for the duration of the call.
 unsafe fn domain_identity(dom: sys::virDomainPtr) -> Result<(String, String), String> {
-    // SAFETY (caller): dom is valid; the name is owned by the domain object, not us.
+    // SAFETY: dom is valid (the caller promises it); the name is owned by the domain object.
     let name = unsafe { sys::virDomainGetName(dom) };
     if name.is_null() {
         return Err(last_error());
@@ -294,7 +296,7 @@ unsafe fn domain_identity(dom: sys::virDomainPtr) -> Result<(String, String), St
 unsafe fn read_params(params: sys::virTypedParameterPtr, n: c_int) -> Vec<(String, Param)> {
     let mut out = Vec::with_capacity(n.max(0) as usize);
     for i in 0..n.max(0) as usize {
-        // SAFETY (caller): i < n, so the element is initialised.
+        // SAFETY: params holds n initialised elements (the caller promises it) and i < n.
         let p = unsafe { &*params.add(i) };
         let field = fixed_cstr(&p.field);
         // SAFETY: the union member read is the one the type tag names.
