@@ -45,6 +45,10 @@ pub struct ActuateConfig {
     pub balloon_step_mib: f64,
     /// The balloon leaves the guest at least the memory it uses plus this.
     pub memory_floor_margin_mib: f64,
+    /// The balloon takes memory from a guest only while the host's free memory (free +
+    /// cached + buffers) is below this share of its total (0 … 1; 1: always). With memory
+    /// to spare, squeezing a guest gains no one anything and risks its next phase.
+    pub balloon_below_host_free: f64,
 }
 
 impl Default for ActuateConfig {
@@ -56,6 +60,7 @@ impl Default for ActuateConfig {
             cpu_period_us: 100_000,
             balloon_step_mib: 1024.0,
             memory_floor_margin_mib: 64.0,
+            balloon_below_host_free: 0.2,
         }
     }
 }
@@ -71,6 +76,7 @@ impl ActuateConfig {
             cpu_period_us: 100_000,
             balloon_step_mib: 0.0,
             memory_floor_margin_mib: 0.0,
+            balloon_below_host_free: 1.0,
         }
     }
 
@@ -109,6 +115,13 @@ impl ActuateConfig {
             return Err((
                 "actuate.balloon_step_mib",
                 format!("= {v} is not an amount ≥ 0"),
+            ));
+        }
+        if !ok(self.balloon_below_host_free, 0.0, 1.0) {
+            let v = self.balloon_below_host_free;
+            return Err((
+                "actuate.balloon_below_host_free",
+                format!("= {v} is outside 0 … 1"),
             ));
         }
         if !ok(self.memory_floor_margin_mib, 0.0, 1e7) {
@@ -169,6 +182,13 @@ impl Actuator {
             .retain(|uuid, _| obs.tenants.iter().any(|t| t.id.uuid == *uuid));
         let by_uuid: HashMap<&str, &TenantStats> =
             obs.tenants.iter().map(|t| (&*t.id.uuid, t)).collect();
+        let h = &obs.host;
+        let host_free = h.memory_free_kib.map(|f| {
+            (f + h.memory_cached_kib.unwrap_or(0) + h.memory_buffers_kib.unwrap_or(0)) as f64
+        });
+        let squeeze_memory = self.cfg.balloon_below_host_free >= 1.0
+            || host_free
+                .is_some_and(|f| f < self.cfg.balloon_below_host_free * h.memory_kib as f64);
         let mut plan = Plan::default();
         for a in &alloc.tenants {
             let Some(t) = by_uuid.get(&*a.uuid) else {
@@ -209,7 +229,8 @@ impl Actuator {
                         && wanted.is_finite()
                         && (wanted - p).abs() <= self.cfg.hysteresis * p.abs().max(wanted.abs());
                     let cooling = within(state.since_ms.get(r));
-                    if small || (wanted < p && cooling) {
+                    let held = r == Resource::Mem && !squeeze_memory;
+                    if small || (wanted < p && (cooling || held)) {
                         continue;
                     }
                 }
@@ -376,6 +397,14 @@ mod tests {
         net: false,
     };
 
+    /// The defaults, with the balloon free to take memory whatever the host has.
+    fn cfg() -> ActuateConfig {
+        ActuateConfig {
+            balloon_below_host_free: 1.0,
+            ..ActuateConfig::default()
+        }
+    }
+
     fn tenant(used_mib: u64) -> TenantStats {
         TenantStats {
             id: TenantId {
@@ -447,7 +476,7 @@ mod tests {
 
     #[test]
     fn settings_follow_the_amounts() {
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         let plan = a.plan(
             &alloc(0.5, 512.0, 8e6),
             &obs(0, tenant(100)),
@@ -481,7 +510,7 @@ mod tests {
             "net is not shaped by this backend"
         );
         // Two full vCPUs: no quota at all.
-        let plan = Actuator::new(ActuateConfig::default()).plan(
+        let plan = Actuator::new(cfg()).plan(
             &alloc(2.5, 512.0, 8e6),
             &obs(0, tenant(100)),
             ALL,
@@ -498,7 +527,7 @@ mod tests {
 
     #[test]
     fn the_balloon_stays_above_the_guest_floor_and_below_its_maximum() {
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         // Uses 300 MiB: a 128 MiB target becomes 300 + 64.
         let plan = a.plan(
             &alloc(1.0, 128.0, 8e6),
@@ -521,7 +550,7 @@ mod tests {
         let cfg = ActuateConfig {
             balloon_step_mib: 100.0,
             cooldown_seconds: 0.0,
-            ..ActuateConfig::default()
+            ..cfg()
         };
         let mut a = Actuator::new(cfg);
         let mut t = tenant(10);
@@ -553,7 +582,7 @@ mod tests {
 
     #[test]
     fn small_changes_wait_and_cuts_wait_for_the_cooldown() {
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         let p = a.plan(
             &alloc(1.0, 512.0, 8e6),
             &obs(0, tenant(100)),
@@ -591,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_refused_change_is_retried_after_the_cooldown() {
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         let p = a.plan(
             &alloc(1.0, 512.0, 8e6),
             &obs(0, tenant(100)),
@@ -653,7 +682,7 @@ mod tests {
             },
         ];
         assert_eq!(amount_of(&t.settings, Resource::Cpu, 2), Some(1.0));
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         let p = a.plan(&alloc(1.0, 512.0, 8e6), &obs(0, t), ALL, &Rules::default());
         assert!(change(&p, Resource::Cpu).is_none() && change(&p, Resource::Mem).is_none());
         assert_eq!(change(&p, Resource::Disk).unwrap().previous, None);
@@ -663,7 +692,7 @@ mod tests {
     fn without_a_known_capacity_a_tenant_is_held_only_at_its_limit() {
         let mut o = obs(0, tenant(100));
         o.host.capacity.disk = None;
-        let mut a = Actuator::new(ActuateConfig::default());
+        let mut a = Actuator::new(cfg());
         let p = a.plan(&alloc(1.0, 512.0, 8e6), &o, ALL, &Rules::default());
         let disk = change(&p, Resource::Disk).unwrap();
         assert_eq!(disk.amount, f64::INFINITY);
@@ -708,6 +737,22 @@ mod tests {
             self.host.capacity.disk = None;
             self
         }
+    }
+
+    #[test]
+    fn the_balloon_takes_memory_only_while_the_host_is_short_of_it() {
+        let mut a = Actuator::new(ActuateConfig::default());
+        let mut o = obs(0, tenant(100));
+        o.host.memory_kib = 16 << 20;
+        o.host.memory_free_kib = Some(8 << 20); // half free: no squeeze
+        let p = a.plan(&alloc(1.0, 1024.0, 8e6), &o, ALL, &Rules::default());
+        accept_all(&mut a, &p, 0);
+        o.at_unix_ms = 100_000;
+        let p = a.plan(&alloc(1.0, 256.0, 8e6), &o, ALL, &Rules::default());
+        assert!(change(&p, Resource::Mem).is_none(), "{p:?}");
+        o.host.memory_free_kib = Some(1 << 20); // 6 % free: squeeze
+        let p = a.plan(&alloc(1.0, 256.0, 8e6), &o, ALL, &Rules::default());
+        assert_eq!(change(&p, Resource::Mem).unwrap().amount, 256.0 * MIB);
     }
 
     #[test]

@@ -216,7 +216,7 @@ fn control_loop(
                 }
                 tracing::debug!(tenants = obs.tenants.len(), "cycle {}", controller.cycles());
                 if print {
-                    print_cycle(&obs);
+                    print_cycle(&obs, &controller);
                 }
             }
             Err(e) => {
@@ -253,9 +253,14 @@ fn wait(controller: &mut Controller, commands: &mpsc::Receiver<Command>, until: 
     }
 }
 
-fn print_cycle(obs: &Observation) {
+fn print_cycle(obs: &Observation, controller: &Controller) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", crate::cli::collect::render_table(obs));
+    if let Some(alloc) = controller.last_allocation() {
+        let a = controller.actuator();
+        let table = crate::cli::collect::render_allocations(obs, alloc, |u, r| a.in_force(u, r));
+        let _ = writeln!(out, "{table}");
+    }
     let _ = out.flush();
 }

@@ -9,6 +9,7 @@ use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
+use crate::plan::Allocation;
 use crate::profile::writer::ProfileWriter;
 
 pub struct Controller {
@@ -17,6 +18,8 @@ pub struct Controller {
     policy: Option<Box<dyn Policy>>,
     rules: Rules,
     actuator: Actuator,
+    /// What the policy decided in the last cycle.
+    last_allocation: Option<Allocation>,
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
@@ -32,6 +35,7 @@ impl Controller {
             policy: None,
             rules: Rules::default(),
             actuator: Actuator::new(ActuateConfig::exact()),
+            last_allocation: None,
             forecasts: None,
             save_every: 0,
             cycles: 0,
@@ -125,6 +129,7 @@ impl Controller {
                     p.save_actuations(obs.at_unix_ms, &plan, &applied);
                 }
             }
+            self.last_allocation = Some(allocation);
         }
         Ok(obs)
     }
@@ -145,6 +150,17 @@ impl Controller {
     pub fn with_actuation(mut self, cfg: ActuateConfig) -> Self {
         self.actuator = Actuator::new(cfg);
         self
+    }
+
+    /// What the policy decided in the last cycle, if it decides.
+    pub fn last_allocation(&self) -> Option<&Allocation> {
+        self.last_allocation.as_ref()
+    }
+
+    /// What the actuator turns allocations into changes with, and what it knows is in
+    /// force.
+    pub fn actuator(&self) -> &Actuator {
+        &self.actuator
     }
 
     /// The policy, if the controller decides allocations.

@@ -620,7 +620,19 @@ fn the_daemon_sets_what_it_chose_on_the_domains() {
     }
     std::fs::write(&rules, text).unwrap();
     let rules = rules.to_str().unwrap();
-    let log = run_daemon(&db, &["--policy", "static", "--policy-file", rules], 16);
+    // The host has memory to spare: let the balloon move anyway.
+    let config = dir.path().join("prescient.toml");
+    std::fs::write(&config, "[actuate]\nballoon_below_host_free = 1.0\n").unwrap();
+    let config = config.to_str().unwrap();
+    let args = [
+        "--config",
+        config,
+        "--policy",
+        "static",
+        "--policy-file",
+        rules,
+    ];
+    let log = run_daemon(&db, &args, 16);
     assert!(log.contains("allocations are applied each cycle"), "{log}");
     let chosen = accepted(&db);
     // Give the balloons time to reach their targets (TCG: seconds per GiB).

@@ -1,5 +1,6 @@
 use crate::backend::libvirt::LibvirtBackend;
 use crate::collect::{Observation, total};
+use crate::model::Resource;
 use crate::pipeline::Controller;
 use clap::Args;
 use std::fmt::Write as _;
@@ -131,6 +132,56 @@ pub fn render_table(obs: &Observation) -> String {
             opt(nsum(|n| n.rx_bytes_per_s), 1e6, 2),
             opt(nsum(|n| n.tx_bytes_per_s), 1e6, 2),
         );
+    }
+    s
+}
+
+/// Each tenant's usage beside its allocation: what the policy decided and, where a change
+/// was made, the amount in force on the domain (`in_force`); `∞` is unthrottled.
+pub fn render_allocations(
+    obs: &Observation,
+    allocation: &crate::plan::Allocation,
+    in_force: impl Fn(&str, Resource) -> Option<f64>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:>18} {:>20} {:>20} {:>20}",
+        "ALLOCATION", "CPU cores", "MEM MiB", "DISK MB/s", "NET MB/s"
+    );
+    let _ = writeln!(
+        s,
+        "{:<20} {:>18} {:>20} {:>20} {:>20}",
+        "use/decided/in force", "", "", "", ""
+    );
+    let scale = |r: Resource| match r {
+        Resource::Cpu => (1.0, 2),
+        Resource::Mem => (1024.0, 0),
+        Resource::Disk | Resource::Net => (1e6, 1),
+    };
+    let show = |v: Option<f64>, r: Resource| match v {
+        Some(v) if v.is_infinite() => "∞".to_string(),
+        v => {
+            let (div, digits) = scale(r);
+            opt(v, div, digits)
+        }
+    };
+    let mut tenants: Vec<_> = obs.tenants.iter().collect();
+    tenants.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+    for t in tenants {
+        let decided = allocation.tenants.iter().find(|a| a.uuid == t.id.uuid);
+        let _ = write!(s, "{:<20}", t.id.name);
+        for r in Resource::ALL {
+            let cell = format!(
+                "{}/{}/{}",
+                show(*t.usage.get(r), r),
+                show(decided.map(|a| *a.amounts.get(r)), r),
+                show(in_force(&t.id.uuid, r), r)
+            );
+            let width = if r == Resource::Cpu { 18 } else { 20 };
+            let _ = write!(s, " {cell:>width$}");
+        }
+        let _ = writeln!(s);
     }
     s
 }
