@@ -14,7 +14,7 @@
 use crate::allocate::rules::Rules;
 use crate::collect::{Observation, TenantStats};
 use crate::model::{PerResource, Resource};
-use crate::plan::{Allocation, Applied, Change, DomainPlan, Plan, Setting};
+use crate::plan::{Allocation, Applied, Change, DomainPlan, DomainSettings, Plan, Setting};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +49,17 @@ pub struct ActuateConfig {
     /// cached + buffers) is below this share of its total (0 … 1; 1: always). With memory
     /// to spare, squeezing a guest gains no one anything and risks its next phase.
     pub balloon_below_host_free: f64,
+    /// What the daemon does to the domains when it stops: leave the last settings (they are
+    /// safe) or restore what each domain had when prescient first saw it.
+    pub on_exit: OnExit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    #[default]
+    Leave,
+    Restore,
 }
 
 impl Default for ActuateConfig {
@@ -61,6 +72,7 @@ impl Default for ActuateConfig {
             balloon_step_mib: 1024.0,
             memory_floor_margin_mib: 64.0,
             balloon_below_host_free: 0.2,
+            on_exit: OnExit::Leave,
         }
     }
 }
@@ -77,6 +89,7 @@ impl ActuateConfig {
             balloon_step_mib: 0.0,
             memory_floor_margin_mib: 0.0,
             balloon_below_host_free: 1.0,
+            on_exit: OnExit::Leave,
         }
     }
 
@@ -143,11 +156,17 @@ struct InForce {
     since_ms: PerResource<Option<i64>>,
     /// When a change of the resource was last refused, Unix ms.
     refused_ms: PerResource<Option<i64>>,
+    id: crate::model::TenantId,
+    vcpus: u32,
 }
 
 pub struct Actuator {
     cfg: ActuateConfig,
     tenants: HashMap<Arc<str>, InForce>,
+    /// What each domain had when prescient first saw it (from the profile, or read then).
+    originals: HashMap<Arc<str>, Vec<Setting>>,
+    /// Domains seen for the first time since [`Actuator::take_first_seen`] last ran.
+    first_seen: Vec<DomainSettings>,
 }
 
 impl Actuator {
@@ -155,7 +174,49 @@ impl Actuator {
         Actuator {
             cfg,
             tenants: HashMap::new(),
+            originals: HashMap::new(),
+            first_seen: Vec::new(),
         }
+    }
+
+    /// What domains had when prescient first saw them, as the profile kept it.
+    pub fn adopt_originals(&mut self, kept: Vec<DomainSettings>) {
+        self.originals.extend(kept);
+    }
+
+    /// The domains seen for the first time since the last call, with their settings then.
+    pub fn take_first_seen(&mut self) -> Vec<DomainSettings> {
+        std::mem::take(&mut self.first_seen)
+    }
+
+    /// The plan that gives every domain in sight back what it had when first seen.
+    pub fn hand_back(&self) -> Plan {
+        let mut plan = Plan::default();
+        for (uuid, t) in &self.tenants {
+            let Some(settings) = self.originals.get(uuid) else {
+                continue;
+            };
+            let mut changes: Vec<Change> = Vec::new();
+            for s in settings {
+                let r = s.resource();
+                match changes.iter_mut().find(|c| c.resource == r) {
+                    Some(c) => c.settings.push(s.clone()),
+                    None => changes.push(Change {
+                        resource: r,
+                        amount: amount_of(settings, r, t.vcpus).unwrap_or(f64::NAN),
+                        previous: *t.amount.get(r),
+                        settings: vec![s.clone()],
+                    }),
+                }
+            }
+            if !changes.is_empty() {
+                plan.domains.push(DomainPlan {
+                    id: t.id.clone(),
+                    changes,
+                });
+            }
+        }
+        plan
     }
 
     pub fn config(&self) -> &ActuateConfig {
@@ -194,7 +255,16 @@ impl Actuator {
             let Some(t) = by_uuid.get(&*a.uuid) else {
                 continue;
             };
+            if !self.tenants.contains_key(&a.uuid)
+                && !self.originals.contains_key(&a.uuid)
+                && !t.settings.is_empty()
+            {
+                self.originals.insert(a.uuid.clone(), t.settings.clone());
+                self.first_seen.push((a.uuid.clone(), t.settings.clone()));
+            }
             let state = self.tenants.entry(a.uuid.clone()).or_default();
+            state.id = t.id.clone();
+            state.vcpus = t.vcpus;
             for r in Resource::ALL {
                 if state.amount.get(r).is_none() {
                     *state.amount.get_mut(r) = amount_of(&t.settings, r, t.vcpus);

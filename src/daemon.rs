@@ -81,6 +81,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         Some(kind) => db.load_reasons(kind.name())?,
         None => Vec::new(),
     };
+    let taken_over = db.load_taken_over()?;
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
@@ -121,6 +122,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         controller = controller
             .with_policy(policy)
             .with_actuation(cfg.actuate.clone());
+        controller.actuator_mut().adopt_originals(taken_over);
     }
     tracing::info!(
         backend = %backend.describe(),
@@ -145,9 +147,12 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     };
     let (tx, commands) = mpsc::channel::<Command>();
     let print = opts.print_stats;
+    let restore = cfg.allocate.kind().is_some()
+        && !cfg.actuate.dry_run
+        && cfg.actuate.on_exit == crate::actuate::OnExit::Restore;
     let control = std::thread::Builder::new()
         .name("control-loop".into())
-        .spawn(move || control_loop(backend, controller, interval, commands, print))
+        .spawn(move || control_loop(backend, controller, interval, commands, print, restore))
         .map_err(DaemonError::Runtime)?;
     rt.block_on(async {
         loop {
@@ -204,6 +209,7 @@ fn control_loop(
     interval: Duration,
     commands: mpsc::Receiver<Command>,
     print: bool,
+    restore: bool,
 ) -> Option<crate::profile::writer::WriterStats> {
     let mut next = Instant::now();
     let mut failing = false;
@@ -233,6 +239,16 @@ fn control_loop(
         }
         if !wait(&mut controller, &commands, next) {
             break;
+        }
+    }
+    if restore {
+        match controller.hand_back(&mut backend) {
+            Ok(a) => tracing::info!(
+                restored = a.accepted.len(),
+                refused = a.denials.len(),
+                "domains given back the settings they had when prescient first saw them"
+            ),
+            Err(e) => tracing::error!("cannot give the domains back their settings: {e}"),
         }
     }
     controller.shutdown()

@@ -9,7 +9,7 @@ use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
-use crate::plan::Allocation;
+use crate::plan::{Allocation, Applied};
 use crate::profile::writer::ProfileWriter;
 
 pub struct Controller {
@@ -150,6 +150,26 @@ impl Controller {
     pub fn with_actuation(mut self, cfg: ActuateConfig) -> Self {
         self.actuator = Actuator::new(cfg);
         self
+    }
+
+    /// Give every domain in sight back the settings it had when prescient first saw it
+    /// (kept in the profile), and record what was accepted and refused.
+    pub fn hand_back(&mut self, backend: &mut dyn Backend) -> Result<Applied, BackendError> {
+        let plan = self.actuator.hand_back();
+        let applied = backend.apply(&plan)?;
+        if let Some(p) = &self.profile {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            p.save_actuations(at_ms, &plan, &applied);
+        }
+        Ok(applied)
+    }
+
+    /// The actuator, to hand it what the profile kept.
+    pub fn actuator_mut(&mut self) -> &mut Actuator {
+        &mut self.actuator
     }
 
     /// What the policy decided in the last cycle, if it decides.

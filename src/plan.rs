@@ -108,6 +108,9 @@ impl std::fmt::Display for Setting {
     }
 }
 
+/// A domain's settings, by its UUID.
+pub type DomainSettings = (Arc<str>, Vec<Setting>);
+
 /// A new amount of one resource for one tenant and the settings that give it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {

@@ -770,3 +770,60 @@ fn a_refused_setting_is_a_denial_with_libvirts_error() {
         "libvirt's message: {denial:?}"
     );
 }
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn on_exit_restore_gives_the_domains_back_what_they_had() {
+    let tenants = running_lab_tenants();
+    restore_lab(&tenants);
+    std::thread::sleep(Duration::from_secs(3));
+    let before: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[classes.silver]\nlimit = { cpu_cores = 0.5, mem_mib = 384, disk_bytes_per_s = 1e7 }\n\
+         [classes.bronze]\nlimit = { cpu_cores = 0.5, mem_mib = 384, disk_bytes_per_s = 1e7 }\n",
+    )
+    .unwrap();
+    let config = dir.path().join("prescient.toml");
+    std::fs::write(
+        &config,
+        "[actuate]\nballoon_below_host_free = 1.0\non_exit = \"restore\"\n",
+    )
+    .unwrap();
+    let (config, rules) = (config.to_str().unwrap(), rules.to_str().unwrap());
+    let log = run_daemon(
+        &db,
+        &[
+            "--config",
+            config,
+            "--policy",
+            "static",
+            "--policy-file",
+            rules,
+        ],
+        10,
+    );
+    assert!(
+        accepted(&db).len() >= 2,
+        "the daemon changed something first"
+    );
+    assert!(log.contains("domains given back"), "{log}");
+    std::thread::sleep(Duration::from_secs(4)); // the balloons deflate
+    let after: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    for ((b, a), n) in before.iter().zip(&after).zip(&tenants) {
+        assert_eq!(
+            (b.0, b.1, b.3),
+            (a.0, a.1, a.3),
+            "{n}: cpu and disk given back"
+        );
+        assert!(
+            b.2.abs_diff(a.2) <= 4096,
+            "{n}: balloon {} KiB, had {} KiB",
+            a.2,
+            b.2
+        );
+    }
+}

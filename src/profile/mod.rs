@@ -15,7 +15,7 @@ pub mod writer;
 use crate::collect::{Observation, TenantStats, total};
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
-use crate::plan::{Allocation, Applied, Plan, Reason, Setting};
+use crate::plan::{Allocation, Applied, DomainSettings, Plan, Reason, Setting};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,6 +118,13 @@ CREATE TABLE actuations (
 );
 CREATE INDEX actuations_by_time ON actuations (ts_ms);
 CREATE INDEX actuations_by_tenant ON actuations (tenant_id, ts_ms);
+-- The settings a domain had when prescient first saw it (what the daemon hands back on
+-- exit when asked to); never overwritten.
+CREATE TABLE taken_over (
+    tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
+    ts_ms     INTEGER NOT NULL,
+    settings_json TEXT NOT NULL
+);
 "#,
 ];
 
@@ -705,6 +712,56 @@ impl ProfileDb {
         }
         tx.commit().map_err(sql)?;
         Ok(saved)
+    }
+
+    /// Keep what each domain had when first seen; a tenant already kept is left as it is.
+    pub fn save_taken_over(
+        &mut self,
+        at_ms: i64,
+        domains: &[DomainSettings],
+    ) -> Result<usize, ProfileError> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut saved = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO taken_over (tenant_id, ts_ms, settings_json)
+                     SELECT id, ?2, ?3 FROM tenants WHERE uuid = ?1",
+                )
+                .map_err(sql)?;
+            for (uuid, settings) in domains {
+                let json = serde_json::to_string(settings).unwrap_or_else(|_| "[]".into());
+                saved += put.execute(params![&**uuid, at_ms, json]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(saved)
+    }
+
+    /// What each domain had when prescient first saw it: (UUID, settings). Unreadable rows
+    /// are skipped with a warning.
+    pub fn load_taken_over(&self) -> Result<Vec<DomainSettings>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT t.uuid, o.settings_json FROM taken_over o JOIN tenants t ON t.id = o.tenant_id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uuid, json) = row.map_err(|e| self.sql(e))?;
+            match serde_json::from_str(&json) {
+                Ok(settings) => out.push((uuid.into(), settings)),
+                Err(e) => {
+                    tracing::warn!(tenant = %uuid, "stored original settings unreadable, skipped: {e}")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The newest `limit` changes tried (all tenants, or the one with this UUID), newest

@@ -305,7 +305,7 @@ fn an_older_profile_is_migrated() {
     drop(ProfileDb::open(&path, false).unwrap());
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
+        "DROP TABLE taken_over; DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
          PRAGMA user_version=1;",
     )
     .unwrap();
@@ -409,4 +409,61 @@ fn reset_moves_aside_only_unusable_files_with_one_true_message() {
     ] {
         assert_eq!(e.unusable_because(), None, "{e}");
     }
+}
+
+#[test]
+fn changes_denials_and_original_settings_are_kept() {
+    use crate::model::Resource;
+    use crate::plan::{Applied, Change, Denial, DomainPlan, Plan, Setting};
+    let (_dir, path, mut w) = writer_fixture(); // _dir: kept alive to the end
+    let o = obs(&mut Collector::new(), 1000, 1);
+    let id = o.tenants[0].id.clone();
+    w.submit(o);
+    let balloon = Setting::Balloon { target_kib: 1024 };
+    let first = vec![balloon.clone()];
+    w.save_taken_over(1_000_000, vec![(id.uuid.clone(), first.clone())]);
+    // Seen again later with other settings: the first ones stay.
+    let later = vec![Setting::Balloon { target_kib: 4 }];
+    w.save_taken_over(1_000_500, vec![(id.uuid.clone(), later)]);
+    let change = |r, amount| Change {
+        resource: r,
+        amount,
+        previous: Some(1.0),
+        settings: vec![balloon.clone()],
+    };
+    let plan = Plan {
+        domains: vec![DomainPlan {
+            id: id.clone(),
+            changes: vec![change(Resource::Mem, 2048.0), change(Resource::Cpu, 2.0)],
+        }],
+    };
+    let applied = Applied {
+        accepted: vec![(id.uuid.clone(), Resource::Mem, 2048.0)],
+        denials: vec![Denial {
+            tenant: id.clone(),
+            resource: Resource::Cpu,
+            wanted: 2.0,
+            got: Some(1.0),
+            setting: None,
+            code: Some(8),
+            message: "refused here".into(),
+        }],
+    };
+    w.save_actuations(1_000_600, &plan, &applied);
+    w.shutdown();
+    let db = ProfileDb::open(&path, false).unwrap();
+    assert_eq!(
+        db.load_taken_over().unwrap(),
+        vec![(id.uuid.clone(), first)]
+    );
+    let got = db.load_actuations(Some(&id.uuid), 10).unwrap();
+    assert_eq!(got.len(), 2);
+    let denial = got.iter().find(|(_, a)| !a.accepted).unwrap();
+    assert_eq!(denial.1.resource, Resource::Cpu);
+    assert_eq!(denial.1.code, Some(8));
+    assert_eq!(denial.1.message.as_deref(), Some("refused here"));
+    assert!(
+        got.iter()
+            .any(|(ts, a)| a.accepted && *ts == 1_000_600 && a.wanted == 2048.0)
+    );
 }

@@ -4,7 +4,7 @@
 use super::Actuation;
 use super::{ProfileDb, ProfileError, Retention};
 use crate::collect::Observation;
-use crate::plan::{Allocation, Applied, Plan};
+use crate::plan::{Allocation, Applied, DomainSettings, Plan};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -26,6 +26,8 @@ enum Msg {
     Allocation(i64, String, Box<Allocation>, bool),
     /// The changes tried on the domains (at_ms, records).
     Actuations(i64, Vec<Actuation>),
+    /// What domains had when first seen (at_ms, per UUID).
+    TakenOver(i64, Vec<DomainSettings>),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -162,6 +164,13 @@ impl ProfileWriter {
         }
         if self.tx.try_send(Msg::Actuations(at_ms, records)).is_err() {
             tracing::warn!("profile writer is behind or stopped; actuation records were dropped");
+        }
+    }
+
+    /// Keep what newly seen domains have (never overwriting what was kept before).
+    pub fn save_taken_over(&self, at_ms: i64, domains: Vec<DomainSettings>) {
+        if !domains.is_empty() && self.tx.try_send(Msg::TakenOver(at_ms, domains)).is_err() {
+            tracing::warn!("profile writer is behind or stopped; original settings were not kept");
         }
     }
 
@@ -302,6 +311,12 @@ fn run(
                                 );
                             }
                         }
+                    }
+                }
+                Msg::TakenOver(at_ms, domains) => {
+                    let _ = commit(&mut db, &mut pending, &mut stats);
+                    if let Err(e) = db.save_taken_over(at_ms, &domains) {
+                        tracing::error!("cannot keep the domains' original settings: {e}");
                     }
                 }
                 Msg::Forecasters(format, at_ms, states) => {
