@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A disk is never throttled below this (bytes/s): a guest must still be able to boot and
-/// log whatever the forecast says.
-pub const DISK_FLOOR_BYTES_PER_S: f64 = 1024.0 * 1024.0;
+/// A disk or vNIC is never throttled below this (bytes/s): a guest must still be able to
+/// boot, log and be reached whatever the forecast says.
+pub const DEVICE_FLOOR_BYTES_PER_S: f64 = 1024.0 * 1024.0;
 
 /// cgroups' CPU weight range as libvirt takes it (`cpu_shares`).
 const SHARES_MIN: u64 = 2;
@@ -304,11 +304,17 @@ impl Actuator {
                         continue;
                     }
                 }
+                let settings = settings_for(&self.cfg, t, r, wanted);
+                // No device to set (a domain without disks or vNICs): nothing to change,
+                // except on a host that enforces amounts itself.
+                if settings.is_empty() && !self.cfg.is_exact() {
+                    continue;
+                }
                 changes.push(Change {
                     resource: r,
                     amount: wanted,
                     previous,
-                    settings: settings_for(&self.cfg, t, r, wanted),
+                    settings,
                 });
             }
             if !changes.is_empty() {
@@ -339,7 +345,7 @@ impl Actuator {
 
 /// The amount a domain's current settings give, where they tell.
 pub fn amount_of(settings: &[Setting], r: Resource, vcpus: u32) -> Option<f64> {
-    let mut disk: Option<f64> = None;
+    let mut sum: Option<f64> = None;
     for s in settings {
         match (r, s) {
             (
@@ -361,19 +367,20 @@ pub fn amount_of(settings: &[Setting], r: Resource, vcpus: u32) -> Option<f64> {
             (
                 Resource::Disk,
                 Setting::DiskIoTune {
-                    total_bytes_sec, ..
+                    total_bytes_sec: v, ..
                 },
-            ) => {
-                // Any unthrottled disk leaves the tenant unbounded.
-                if *total_bytes_sec == 0 {
+            )
+            | (Resource::Net, Setting::NicRate { bytes_per_s: v, .. }) => {
+                // Any unthrottled device leaves the tenant unbounded.
+                if *v == 0 {
                     return Some(f64::INFINITY);
                 }
-                disk = Some(disk.unwrap_or(0.0) + *total_bytes_sec as f64);
+                sum = Some(sum.unwrap_or(0.0) + *v as f64);
             }
             _ => {}
         }
     }
-    disk.filter(|_| r == Resource::Disk)
+    sum
 }
 
 /// The amount the domain can be given: the balloon within [floor, maximum] and moved at most
@@ -404,8 +411,9 @@ fn bounded(
             }
             v.round()
         }
-        Resource::Disk => amount.max(DISK_FLOOR_BYTES_PER_S * t.disk_targets.len().max(1) as f64),
-        Resource::Cpu | Resource::Net => amount,
+        Resource::Disk => amount.max(DEVICE_FLOOR_BYTES_PER_S * t.disk_targets.len().max(1) as f64),
+        Resource::Net => amount.max(DEVICE_FLOOR_BYTES_PER_S * t.nics.len().max(1) as f64),
+        Resource::Cpu => amount,
     }
 }
 
@@ -448,7 +456,23 @@ fn settings_for(cfg: &ActuateConfig, t: &TenantStats, r: Resource, amount: f64) 
                 })
                 .collect()
         }
-        Resource::Net => Vec::new(),
+        Resource::Net => {
+            // Each way at the whole amount (split over the vNICs): the mix of inbound and
+            // outbound may change at any time.
+            let per_nic = amount / t.nics.len().max(1) as f64;
+            let bytes = if per_nic.is_finite() {
+                per_nic.max(1.0).round() as u64
+            } else {
+                0
+            };
+            t.nics
+                .iter()
+                .map(|n| Setting::NicRate {
+                    tap: n.name.to_string(),
+                    bytes_per_s: bytes,
+                })
+                .collect()
+        }
     }
 }
 
@@ -823,6 +847,51 @@ mod tests {
         o.host.memory_free_kib = Some(1 << 20); // 6 % free: squeeze
         let p = a.plan(&alloc(1.0, 256.0, 8e6), &o, ALL, &Rules::default());
         assert_eq!(change(&p, Resource::Mem).unwrap().amount, 256.0 * MIB);
+    }
+
+    #[test]
+    fn each_vnic_is_shaped_each_way_and_a_domain_without_one_is_left_alone() {
+        let mut t = tenant(100);
+        t.nics = ["vnet1", "vnet2"]
+            .map(|n| crate::collect::NicRates {
+                name: n.into(),
+                ..Default::default()
+            })
+            .to_vec();
+        let with_net = PerResource { net: true, ..ALL };
+        let mut a = Actuator::new(cfg());
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(0, t),
+            with_net,
+            &Rules::default(),
+        );
+        // 1 MB/s in all is under the floor of 1 MiB/s a vNIC.
+        let net = change(&p, Resource::Net).unwrap();
+        assert_eq!(
+            net.settings,
+            vec![
+                Setting::NicRate {
+                    tap: "vnet1".into(),
+                    bytes_per_s: 1_048_576
+                },
+                Setting::NicRate {
+                    tap: "vnet2".into(),
+                    bytes_per_s: 1_048_576
+                },
+            ]
+        );
+        let mut a = Actuator::new(cfg());
+        let p = a.plan(
+            &alloc(1.0, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            with_net,
+            &Rules::default(),
+        );
+        assert!(
+            change(&p, Resource::Net).is_none(),
+            "no vNIC, no change: {p:?}"
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
             tracing::info!(
                 policy = %policy.describe(),
                 "allocations are applied each cycle: vCPU quota and shares, balloon targets, \
-                 disk throttles (vNIC bandwidth is not shaped)"
+                 disk throttles, vNIC bandwidth"
             );
         }
         controller = controller

@@ -71,6 +71,8 @@ pub enum Setting {
         total_bytes_sec: u64,
         total_iops_sec: u64,
     },
+    /// The bandwidth of one vNIC (its host-side tap), each way (0: unlimited).
+    NicRate { tap: String, bytes_per_s: u64 },
 }
 
 impl Setting {
@@ -80,6 +82,7 @@ impl Setting {
             Setting::Cpu { .. } => Resource::Cpu,
             Setting::Balloon { .. } => Resource::Mem,
             Setting::DiskIoTune { .. } => Resource::Disk,
+            Setting::NicRate { .. } => Resource::Net,
         }
     }
 }
@@ -104,6 +107,9 @@ impl std::fmt::Display for Setting {
                 f,
                 "{disk} total_bytes_sec={total_bytes_sec} total_iops_sec={total_iops_sec}"
             ),
+            Setting::NicRate { tap, bytes_per_s } => {
+                write!(f, "{tap} {bytes_per_s} bytes/s each way")
+            }
         }
     }
 }

@@ -530,6 +530,11 @@ fn live_settings(name: &str) -> (i64, u64, u64, u64) {
     (quota, shares, actual, bytes)
 }
 
+fn tc(args: &[&str]) -> String {
+    let out = Command::new("tc").args(args).output().expect("running tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Give the lab tenants back the settings they boot with.
 fn restore_lab(names: &[String]) {
     for n in names {
@@ -615,7 +620,7 @@ fn the_daemon_sets_what_it_chose_on_the_domains() {
     let mut text = String::new();
     for class in ["gold", "silver", "bronze"] {
         text += &format!(
-            "[classes.{class}]\nlimit = {{ cpu_cores = 0.6, mem_mib = 384, disk_bytes_per_s = 20971520 }}\n"
+            "[classes.{class}]\nlimit = {{ cpu_cores = 0.6, mem_mib = 384, disk_bytes_per_s = 20971520, net_bytes_per_s = 2500000 }}\n"
         );
     }
     std::fs::write(&rules, text).unwrap();
@@ -638,6 +643,7 @@ fn the_daemon_sets_what_it_chose_on_the_domains() {
     // Give the balloons time to reach their targets (TCG: seconds per GiB).
     std::thread::sleep(Duration::from_secs(5));
     let mut seen = (0, 0, 0);
+    let mut taps: Vec<String> = Vec::new();
     for name in &tenants {
         let (quota, shares, actual, bytes) = live_settings(name);
         if let Some((_, s)) = chosen.get(&(name.clone(), "cpu".into())) {
@@ -669,8 +675,37 @@ fn the_daemon_sets_what_it_chose_on_the_domains() {
             );
             seen.2 += 1;
         }
+        if let Some((_, s)) = chosen.get(&(name.clone(), "net".into())) {
+            let tap = s[0]["tap"].as_str().unwrap().to_string();
+            let mbit = s[0]["bytes_per_s"].as_u64().unwrap() * 8 / 1_000_000;
+            let rate = format!("rate {mbit}Mbit");
+            let class = tc(&["-s", "class", "show", "dev", &tap]);
+            assert!(
+                class.contains(&rate),
+                "{name}: inbound on {tap} not at {rate}:\n{class}"
+            );
+            let ifb = tc(&["qdisc", "show", "dev", &format!("pfb-{tap}")]);
+            assert!(
+                ifb.contains("tbf") && ifb.contains(&rate),
+                "{name}: outbound:\n{ifb}"
+            );
+            taps.push(tap);
+        }
     }
     restore_lab(&tenants);
+    for tap in &taps {
+        let _ = Command::new("tc")
+            .args(["qdisc", "del", "dev", tap, "root"])
+            .status();
+        let _ = Command::new("tc")
+            .args(["qdisc", "del", "dev", tap, "ingress"])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("pfb-{tap}")])
+            .status();
+    }
+    // Every tenant's vNIC was shaped (none is at boot).
+    assert_eq!(taps.len(), tenants.len(), "net changes: {chosen:?}");
     // Every tenant's disk was throttled (none is at boot); CPU and balloon moved on every
     // tenant but the first, whose metadata (limit 1 core, 512 MiB) is what it boots with.
     assert_eq!(seen.2, tenants.len(), "disk changes: {chosen:?}");

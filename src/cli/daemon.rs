@@ -23,7 +23,7 @@ pub struct DaemonArgs {
     /// Run an allocation policy, overriding [allocate] policy: static, reactive, vpa,
     /// nsigma or prescient. Each cycle its allocation is decided, recorded in the profile
     /// database (table `allocations`) and applied to the domains: vCPU quota and shares,
-    /// balloon target, disk throttles (vNIC bandwidth is not shaped). Every change tried,
+    /// balloon target, disk throttles, vNIC bandwidth (tc on the tap). Every change tried,
     /// and every refusal with libvirt's error, goes to the table `actuations`. Without a
     /// policy the daemon only observes and forecasts.
     #[arg(long, value_name = "NAME")]
