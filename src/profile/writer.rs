@@ -281,37 +281,13 @@ fn run(
                 Msg::Allocation(at_ms, policy, allocation, applied) => {
                     // Samples first: the tenants' rows must exist.
                     let _ = commit(&mut db, &mut pending, &mut stats);
-                    match db.save_allocation(at_ms, &policy, &allocation, applied) {
-                        Ok(_) => {
-                            allocation_failures.recovered(Instant::now());
-                        }
-                        Err(e) => {
-                            stats.allocations_lost += 1;
-                            if allocation_failures.failed(Instant::now()) != Said::Nothing {
-                                tracing::error!(
-                                    lost = stats.allocations_lost,
-                                    "cannot store allocation records: {e}"
-                                );
-                            }
-                        }
-                    }
+                    let saved = db.save_allocation(at_ms, &policy, &allocation, applied);
+                    record_kept(saved, "allocation", &mut allocation_failures, &mut stats);
                 }
                 Msg::Actuations(at_ms, records) => {
                     let _ = commit(&mut db, &mut pending, &mut stats);
-                    match db.save_actuations(at_ms, &records) {
-                        Ok(_) => {
-                            allocation_failures.recovered(Instant::now());
-                        }
-                        Err(e) => {
-                            stats.allocations_lost += 1;
-                            if allocation_failures.failed(Instant::now()) != Said::Nothing {
-                                tracing::error!(
-                                    lost = stats.allocations_lost,
-                                    "cannot store actuation records: {e}"
-                                );
-                            }
-                        }
-                    }
+                    let saved = db.save_actuations(at_ms, &records);
+                    record_kept(saved, "actuation", &mut allocation_failures, &mut stats);
                 }
                 Msg::TakenOver(at_ms, domains) => {
                     let _ = commit(&mut db, &mut pending, &mut stats);
@@ -354,6 +330,29 @@ fn run(
         tracing::error!("profile shutdown: {e}");
     }
     stats
+}
+
+/// Count and say (once a minute) allocation or actuation records that could not be stored.
+fn record_kept(
+    saved: Result<usize, ProfileError>,
+    what: &str,
+    failures: &mut FailureLog,
+    stats: &mut WriterStats,
+) {
+    match saved {
+        Ok(_) => {
+            failures.recovered(Instant::now());
+        }
+        Err(e) => {
+            stats.allocations_lost += 1;
+            if failures.failed(Instant::now()) != Said::Nothing {
+                tracing::error!(
+                    lost = stats.allocations_lost,
+                    "cannot store {what} records: {e}"
+                );
+            }
+        }
+    }
 }
 
 fn finish(db: &mut ProfileDb, newest_ms: i64, retention: Retention) -> Result<(), ProfileError> {
