@@ -38,11 +38,17 @@ impl AllocateConfig {
 pub struct ForecastConfig {
     /// How often the forecasters' state is stored in the profile (also at shutdown).
     pub save_minutes: f64,
+    /// The forecast step: usage is averaged over buckets this long, and a forecast says
+    /// what each coming bucket will need. Shorter buckets learn short cycles in minutes.
+    pub bucket_seconds: i64,
 }
 
 impl Default for ForecastConfig {
     fn default() -> Self {
-        ForecastConfig { save_minutes: 60.0 }
+        ForecastConfig {
+            save_minutes: 60.0,
+            bucket_seconds: crate::model::STEP_S,
+        }
     }
 }
 
@@ -172,6 +178,23 @@ impl Config {
                 format!("= {} is outside 1 … 1440", self.forecast.save_minutes),
             );
         }
+        let bucket = self.forecast.bucket_seconds;
+        if !(10..=3600).contains(&bucket) {
+            return bad(
+                "forecast.bucket_seconds",
+                format!("= {bucket} is outside 10 … 3600"),
+            );
+        }
+        if (bucket as f64) < 2.0 * d.interval_seconds {
+            return bad(
+                "forecast.bucket_seconds",
+                format!(
+                    "= {bucket} holds fewer than two control intervals (daemon.interval_seconds \
+                     = {}); a bucket averages several",
+                    d.interval_seconds
+                ),
+            );
+        }
         let a = &self.allocate;
         if let Some(name) = &a.policy {
             match name.parse::<crate::allocate::kind::PolicyKind>() {
@@ -287,6 +310,14 @@ mod tests {
                 "profile.maintenance_minutes",
             ),
             ("[forecast]\nsave_minutes = 0\n", "forecast.save_minutes"),
+            (
+                "[forecast]\nbucket_seconds = 5\n",
+                "forecast.bucket_seconds",
+            ),
+            (
+                "[daemon]\ninterval_seconds = 30\n[forecast]\nbucket_seconds = 40\n",
+                "forecast.bucket_seconds",
+            ),
             ("[allocate]\npolicy = \"mom\"\n", "allocate.policy"),
             ("[allocate]\npolicy = \"vpa\"\nknob = 2\n", "allocate.knob"),
             ("[allocate]\nknob = 2\n", "allocate.knob"),

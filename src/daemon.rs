@@ -74,7 +74,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         history = counts.history,
         "profile holds"
     );
-    let mut forecasts = ForecastStage::new(crate::forecast::Config::default());
+    let mut forecasts = ForecastStage::new(crate::forecast::Config::default())
+        .with_bucket_seconds(cfg.forecast.bucket_seconds);
     let restored = forecasts.restore(db.load_forecasters()?);
     tracing::info!(restored, "forecasters restored from the profile");
     let reasons = match cfg.allocate.kind() {
@@ -87,7 +88,9 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
     let interval = Duration::from_secs_f64(cfg.daemon.interval_seconds);
     let save_every = (cfg.forecast.save_minutes * 60.0 / cfg.daemon.interval_seconds).ceil() as u64;
-    let mut controller = Controller::new(Some(writer)).with_forecasts(forecasts, save_every);
+    let mut controller = Controller::new(Some(writer))
+        .with_forecasts(forecasts, save_every)
+        .with_interval(cfg.daemon.interval_seconds);
     let policy_file = cfg.allocate.policy_file.clone();
     if let Some(path) = &policy_file {
         let rules = Rules::load(path)?;
@@ -241,6 +244,15 @@ fn control_loop(
             break;
         }
     }
+    let l = backend.latency();
+    tracing::info!(
+        "setter latency (ms, slow-weighted average): cpu {:.2}, memory {:.2}, disk {:.2}, \
+         network {:.2}",
+        l.cpu * 1e3,
+        l.mem * 1e3,
+        l.disk * 1e3,
+        l.net * 1e3
+    );
     if restore {
         match controller.hand_back(&mut backend) {
             Ok(a) => tracing::info!(

@@ -84,6 +84,16 @@ impl<T> PerResource<T> {
             Resource::Net => &mut self.net,
         }
     }
+
+    /// Each value through `f`.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> PerResource<U> {
+        PerResource {
+            cpu: f(self.cpu),
+            mem: f(self.mem),
+            disk: f(self.disk),
+            net: f(self.net),
+        }
+    }
 }
 
 /// A tenant's priority class. The three defaults carry DRS's share ratio 4 : 2 : 1.

@@ -23,6 +23,8 @@ pub struct Controller {
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
+    /// Seconds between cycles.
+    interval_s: f64,
     cycles: u64,
 }
 
@@ -38,6 +40,7 @@ impl Controller {
             last_allocation: None,
             forecasts: None,
             save_every: 0,
+            interval_s: crate::model::STEP_S as f64,
             cycles: 0,
         }
     }
@@ -47,6 +50,13 @@ impl Controller {
     pub fn with_forecasts(mut self, stage: ForecastStage, save_every: u64) -> Self {
         self.forecasts = Some(stage);
         self.save_every = save_every.max(1);
+        self
+    }
+
+    /// Cycles come every `seconds` (default: the trace step), so that a policy knows how
+    /// long its decision holds.
+    pub fn with_interval(mut self, seconds: f64) -> Self {
+        self.interval_s = seconds;
         self
     }
 
@@ -89,6 +99,7 @@ impl Controller {
                 obs: &obs,
                 forecasts: self.forecasts.as_ref(),
                 rules: &self.rules,
+                lead_s: backend.latency().map(|l| self.interval_s + l),
             };
             let allocation = policy.decide(&input);
             let dry_run = self.actuator.config().dry_run;

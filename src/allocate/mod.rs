@@ -22,6 +22,9 @@ pub struct Inputs<'a> {
     pub obs: &'a Observation,
     pub forecasts: Option<&'a ForecastStage>,
     pub rules: &'a Rules,
+    /// Seconds, per resource, from this decision until the next one is in force (the
+    /// control interval plus the setter's latency): the span this allocation must cover.
+    pub lead_s: PerResource<f64>,
 }
 
 /// Decides allocations, once per interval, after the observation of the interval that just

@@ -214,8 +214,14 @@ impl Policy for Prescient {
                 l
             })
             .collect();
-        // The bucket that holds the coming interval.
-        let now_bucket = (obs.at_unix_ms / 1000).div_euclid(STEP_S) * STEP_S;
+        // The bucket that holds the coming interval, and per resource the last one this
+        // allocation must cover: the bucket in which the next decision comes into force.
+        let bucket = input.forecasts.map_or(STEP_S, |f| f.bucket_seconds());
+        let bucket_of = |ms: i64| ms.div_euclid(1000 * bucket) * bucket;
+        let now_bucket = bucket_of(obs.at_unix_ms);
+        let last_bucket = input
+            .lead_s
+            .map(|lead| bucket_of(obs.at_unix_ms + (lead.max(0.0) * 1000.0) as i64 - 1));
         let forecasts: Vec<_> = obs
             .tenants
             .iter()
@@ -238,12 +244,22 @@ impl Policy for Prescient {
                     let (reservation, limit) = rules.bounds(t, r);
                     let hi = capacity.unwrap_or(f64::INFINITY).min(limit);
                     let mut lo = (FLOOR * share).max(reservation);
-                    // The forecast's step for the coming interval; a forecast that does not
-                    // reach it (the tenant was away) is stale: ask as reactive would.
+                    // The forecast's step for the coming interval, raised to the steps up to
+                    // the one the next decision comes into force in (a rise is made before
+                    // the demand arrives); a forecast that does not reach the coming
+                    // interval (the tenant was away) is stale: ask as reactive would.
                     let step = f.and_then(|(origin, fc)| {
-                        let h = (now_bucket - origin) / STEP_S;
-                        let q = fc.get(r).quantiles.get(usize::try_from(h - 1).ok()?)?;
-                        Some(q.map(f64::from))
+                        let qs = &fc.get(r).quantiles;
+                        let index = |b: i64| usize::try_from((b - origin) / bucket - 1).ok();
+                        let first = index(now_bucket)?;
+                        let last = index(*last_bucket.get(r)).unwrap_or(first);
+                        let mut q = qs.get(first)?.map(f64::from);
+                        for later in qs.iter().take(last + 1).skip(first + 1) {
+                            for (e, &v) in q.iter_mut().zip(later) {
+                                *e = e.max(f64::from(v));
+                            }
+                        }
+                        Some(q)
                     });
                     let demand = match step {
                         Some([p50, p90, p95, p99]) => Demand::from_quantiles(p50, p90, p95, p99),
@@ -325,6 +341,7 @@ mod tests {
             obs,
             forecasts: None,
             rules: &rules,
+            lead_s: PerResource::default(),
         };
         p.decide(&input)
     }
@@ -332,6 +349,56 @@ mod tests {
     fn decide(obs: &crate::collect::Observation, rules: &str) -> Vec<f64> {
         let a = allocate(obs, rules);
         a.tenants.iter().map(|t| t.amounts.cpu).collect()
+    }
+
+    /// The allocation decided in the last cycle before a busy bucket, when the next decision
+    /// would come into force only inside it, is already raised to the busy bucket's forecast.
+    #[test]
+    fn a_rise_is_decided_before_the_bucket_it_is_for() {
+        use crate::forecast::stage::ForecastStage;
+        let mut stage =
+            ForecastStage::new(crate::forecast::Config::default()).with_bucket_seconds(20);
+        let busy = |t: i64| (t - 1).div_euclid(20).rem_euclid(12) < 6;
+        let at = |t: i64| {
+            let mut o = host_of(2.0, &[Class::Gold]);
+            o.at_unix_ms = t * 1000;
+            let u = &mut o.tenants[0].usage;
+            u.cpu = Some(if busy(t) { 1.0 } else { 0.1 });
+            (u.mem, u.disk, u.net) = (Some(1e5), Some(1e3), Some(1e3));
+            o
+        };
+        // An hour and a half of the 4-minute cycle, up to 10 s before an idle-to-busy step.
+        let start = 1_700_000_040; // the start of a busy bucket
+        let step = start + 240 * 23 + 120;
+        assert!(busy(step + 1) && !busy(step - 1));
+        let mut t = start;
+        while t <= step - 10 {
+            stage.observe(&at(t));
+            t += 10;
+        }
+        // The class asks for its p90 (after an hour and a half, the idle buckets' p95 still
+        // holds the steps the forecast missed).
+        let rules = Rules::parse("[classes.gold]\ntarget = { cpu = 0.9 }\n", "test").unwrap();
+        let obs = at(step - 10);
+        let cpu_with = |lead: f64| {
+            let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
+            let a = p.decide(&Inputs {
+                obs: &obs,
+                forecasts: Some(&stage),
+                rules: &rules,
+                lead_s: PerResource {
+                    cpu: lead,
+                    mem: 0.0,
+                    disk: 0.0,
+                    net: 0.0,
+                },
+            });
+            a.tenants[0].amounts.cpu
+        };
+        let early = cpu_with(10.05);
+        let within = cpu_with(5.0);
+        assert!(early >= 0.9, "raised for the busy bucket: {early}");
+        assert!(within < 0.5, "the idle bucket alone: {within}");
     }
 
     #[test]

@@ -165,6 +165,10 @@ pub trait Backend: Send {
     /// made).
     fn shapes(&self) -> PerResource<bool>;
 
+    /// Seconds from `apply` until a raised setting of each resource is in force (its
+    /// setter's latency, as this backend knows it); the policy decides that much ahead.
+    fn latency(&self) -> PerResource<f64>;
+
     /// Make the plan's changes for the coming interval and say, per change, what was
     /// accepted and what refused. Only a failure of the backend itself (lost connection,
     /// ended replay) is an error; a refused setting is a [`crate::plan::Denial`].

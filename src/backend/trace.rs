@@ -267,6 +267,11 @@ impl Backend for TraceBackend {
     }
 
     /// This host enforces every resource: an allocation is a hard cap.
+    /// A replayed interval's allocation is in force from its first instant.
+    fn latency(&self) -> PerResource<f64> {
+        PerResource::default()
+    }
+
     fn shapes(&self) -> PerResource<bool> {
         PerResource {
             cpu: true,

@@ -37,7 +37,6 @@
 //! at most 7 days starting within 30 days; a refused intent leaves the book as it was.
 
 use super::Forecast;
-use crate::model::STEP_S as STEP;
 use crate::model::{PerResource, Resource};
 use serde::{Deserialize, Serialize};
 
@@ -92,9 +91,9 @@ impl Intent {
         self.start_s.saturating_add(self.duration_s)
     }
 
-    /// Whether the step (bucket) starting at `t` overlaps the window.
-    pub fn covers(&self, t: i64) -> bool {
-        t < self.end_s() && t.saturating_add(STEP) > self.start_s
+    /// Whether the bucket of `step_s` seconds starting at `t` overlaps the window.
+    pub fn covers(&self, t: i64, step_s: i64) -> bool {
+        t < self.end_s() && t.saturating_add(step_s) > self.start_s
     }
 
     /// Check the intent on its own (the book checks duplicates and the count).
@@ -238,7 +237,7 @@ impl IntentBook {
 
     /// Take in the bucket starting at `ts` (its mean usage), and settle the intents whose
     /// windows it closes. Non-finite or negative usage is not counted.
-    pub fn observe(&mut self, ts: i64, usage: PerResource<f64>) {
+    pub fn observe(&mut self, ts: i64, step_s: i64, usage: PerResource<f64>) {
         if self.last_ts.is_some_and(|last| ts <= last) {
             return;
         }
@@ -256,7 +255,7 @@ impl IntentBook {
                 p.baseline_sum += base as f64;
                 p.steps += 1;
             }
-            if ts.saturating_add(STEP) < p.intent.end_s() {
+            if ts.saturating_add(step_s) < p.intent.end_s() {
                 i += 1;
                 continue;
             }
@@ -275,16 +274,16 @@ impl IntentBook {
 
     /// Blend the pending intents into the forecast made at origin `now_s` (the models'
     /// forecast, not already blended), remembering it as the baseline of windows not yet open.
-    pub fn blend(&mut self, now_s: i64, forecast: &mut PerResource<Forecast>) {
-        let step = |i: usize| now_s.saturating_add(STEP.saturating_mul(i as i64 + 1));
+    pub fn blend(&mut self, now_s: i64, step_s: i64, forecast: &mut PerResource<Forecast>) {
+        let step = |i: usize| now_s.saturating_add(step_s.saturating_mul(i as i64 + 1));
         for p in &mut self.pending {
-            if now_s.saturating_add(STEP) > p.intent.start_s {
+            if now_s.saturating_add(step_s) > p.intent.start_s {
                 continue;
             }
             let point = &forecast.get(p.intent.resource).point;
             p.baseline.clear();
             for (i, &v) in point.iter().enumerate() {
-                if p.intent.covers(step(i)) && v.is_finite() && v >= 0.0 {
+                if p.intent.covers(step(i), step_s) && v.is_finite() && v >= 0.0 {
                     p.baseline.push((step(i), v));
                 }
             }
@@ -297,7 +296,7 @@ impl IntentBook {
                 let amount = self
                     .pending
                     .iter()
-                    .filter(|p| p.intent.resource == r && p.intent.covers(t))
+                    .filter(|p| p.intent.resource == r && p.intent.covers(t, step_s))
                     .map(|p| p.intent.amount.min(f32::MAX as f64) as f32)
                     .reduce(f32::max);
                 let Some(amount) = amount else { continue };
@@ -318,6 +317,7 @@ impl IntentBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::STEP_S as STEP;
 
     const T0: i64 = 1_700_000_100; // on a 5-minute boundary
     const BASE: PerResource<f64> = PerResource {
@@ -373,8 +373,8 @@ mod tests {
                     *usage.get_mut(r) = during;
                 }
             }
-            book.observe(ts, usage);
-            book.blend(ts, &mut flat_at(usage));
+            book.observe(ts, STEP, usage);
+            book.blend(ts, STEP, &mut flat_at(usage));
         }
         t0 + 25 * STEP
     }
@@ -388,7 +388,7 @@ mod tests {
         )
         .unwrap();
         let mut f = flat_at(BASE);
-        b.blend(T0 - STEP, &mut f);
+        b.blend(T0 - STEP, STEP, &mut f);
         f.cpu.point[12]
     }
 
@@ -405,7 +405,7 @@ mod tests {
             .unwrap();
         let before = flat_at(BASE);
         let mut f = flat_at(BASE);
-        book.blend(T0, &mut f);
+        book.blend(T0, STEP, &mut f);
         for k in 1..=48 {
             let (p, q) = (f.cpu.point[k - 1], f.cpu.quantiles[k - 1]);
             if (10..=15).contains(&k) {
@@ -496,7 +496,7 @@ mod tests {
         book.declare(intent(7, Resource::Mem, T0 - STEP, 4, 2e6), T0)
             .unwrap();
         for s in 0..4 {
-            book.observe(T0 + 30 * STEP + s * STEP, BASE);
+            book.observe(T0 + 30 * STEP + s * STEP, STEP, BASE);
         }
         assert!(book.pending().is_empty());
         for r in [Resource::Cpu, Resource::Mem] {
@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(book.pending().len(), 1);
         assert_eq!(book.pending()[0].intent.id, 2);
         let mut f = flat_at(BASE);
-        book.blend(T0, &mut f);
+        book.blend(T0, STEP, &mut f);
         assert_eq!(f.cpu, flat_at(BASE).cpu);
         assert!(f.net.point[1] > flat_at(BASE).net.point[1]);
     }
@@ -588,7 +588,7 @@ mod tests {
         );
         book.declare(intent(42, Resource::Mem, t + 6 * STEP, 6, 3e6), t)
             .unwrap();
-        book.blend(t, &mut flat_at(BASE));
+        book.blend(t, STEP, &mut flat_at(BASE));
         let json = serde_json::to_string(&book).unwrap();
         let back: IntentBook = serde_json::from_str(&json).unwrap();
         assert_eq!(back, book);

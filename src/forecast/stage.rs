@@ -1,10 +1,15 @@
 //! The forecast stage of the control loop. Each tenant's observed usage is averaged over
-//! 5-minute buckets (the step the forecasters are built for, whatever the control interval)
-//! and each completed bucket updates the tenant's [`TenantForecaster`]; the latest forecast
+//! buckets (5 minutes by default, whatever the control interval) and each completed bucket
+//! updates the tenant's [`TenantForecaster`]; the latest forecast
 //! is kept for the stages after it, with the tenant's declared intents blended in
 //! ([`super::intents`]). State (forecasters and intent books) is exported compactly (postcard)
 //! for the profile database, and restored at start, so that a restarted daemon forecasts at
 //! once and keeps its intents and their trust.
+//!
+//! The forecasters count time in buckets: their "hour" is 12 buckets and their "day" 288,
+//! whatever the bucket's length. The stage hands them each bucket's start on a clock of
+//! [`STEP_S`] per bucket, so that with 300-second buckets that clock is the wall clock, and
+//! with 20-second buckets a workload that repeats every 4 minutes looks hourly to them.
 
 use super::intents::{Intent, IntentBook, IntentError};
 use super::{Config, Forecast, TenantForecaster};
@@ -15,13 +20,21 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The version of the exported state's encoding (postcard of [`Saved`]): 2 since the lead-lag
-/// links and intents.
-pub const STATE_FORMAT: i64 = 3;
+/// The version of the exported state's encoding (postcard of [`Saved`]): 4 since it holds the
+/// bucket length (3, without it, is read as 300-second buckets).
+pub const STATE_FORMAT: i64 = 4;
 
 /// What is saved of a tenant.
 #[derive(Serialize, Deserialize)]
 struct Saved {
+    bucket_s: i64,
+    forecaster: TenantForecaster,
+    intents: IntentBook,
+}
+
+/// Format 3: the same without the bucket length (always 300 seconds then).
+#[derive(Deserialize)]
+struct SavedV3 {
     forecaster: TenantForecaster,
     intents: IntentBook,
 }
@@ -29,6 +42,7 @@ struct Saved {
 /// The same, borrowed, to encode without copying.
 #[derive(Serialize)]
 struct SavedRef<'a> {
+    bucket_s: i64,
     forecaster: &'a TenantForecaster,
     intents: &'a IntentBook,
 }
@@ -60,6 +74,8 @@ struct Entry {
 
 pub struct ForecastStage {
     cfg: Config,
+    /// The bucket length in seconds.
+    bucket_s: i64,
     /// Horizons kept in each latest forecast (1..=48).
     horizons: usize,
     tenants: HashMap<Arc<str>, Entry>,
@@ -71,6 +87,7 @@ impl ForecastStage {
     pub fn new(cfg: Config) -> Self {
         ForecastStage {
             cfg,
+            bucket_s: STEP_S,
             horizons: super::H,
             tenants: HashMap::new(),
             rejected: 0,
@@ -84,6 +101,17 @@ impl ForecastStage {
         self
     }
 
+    /// Average usage over buckets of `seconds` (default [`STEP_S`]; at least 1).
+    pub fn with_bucket_seconds(mut self, seconds: i64) -> Self {
+        self.bucket_s = seconds.max(1);
+        self
+    }
+
+    /// The bucket length in seconds: a forecast's step k is the k-th bucket after its origin.
+    pub fn bucket_seconds(&self) -> i64 {
+        self.bucket_s
+    }
+
     pub fn tenants(&self) -> usize {
         self.tenants.len()
     }
@@ -95,8 +123,9 @@ impl ForecastStage {
         // end completes that bucket at once (so that the forecast's first step is the
         // bucket now starting).
         let at_ms = obs.at_unix_ms;
-        let start_s = (at_ms - 1).div_euclid(1000 * STEP_S) * STEP_S;
-        let completes = at_ms >= (start_s + STEP_S) * 1000;
+        let b = self.bucket_s;
+        let start_s = (at_ms - 1).div_euclid(1000 * b) * b;
+        let completes = at_ms >= (start_s + b) * 1000;
         for t in &obs.tenants {
             // Only intervals with all four rates (not a tenant's first sight) count.
             let (Some(cpu), Some(mem), Some(disk), Some(net)) =
@@ -122,7 +151,7 @@ impl ForecastStage {
                 }
                 _ => {
                     if let Some(done) = e.bucket.take() {
-                        self.rejected += close(e, done, &t.id.name, self.horizons) as u64;
+                        self.rejected += close(e, done, &t.id.name, self.horizons, b) as u64;
                     }
                     e.bucket = Some(Bucket {
                         start_s,
@@ -133,7 +162,7 @@ impl ForecastStage {
                 }
             }
             if completes && let Some(done) = e.bucket.take() {
-                self.rejected += close(e, done, &t.id.name, self.horizons) as u64;
+                self.rejected += close(e, done, &t.id.name, self.horizons, b) as u64;
             }
         }
         // A vanished tenant's unfinished bucket is dropped; its forecaster stays (it may
@@ -151,7 +180,7 @@ impl ForecastStage {
     }
 
     /// The latest forecast with the start of its origin bucket (Unix seconds): its step k
-    /// (index k − 1) is the bucket that starts at origin + k × [`STEP_S`].
+    /// (index k − 1) is the bucket that starts at origin + k × [`Self::bucket_seconds`].
     pub fn latest(&self, uuid: &str) -> Option<(i64, &PerResource<Forecast>)> {
         let e = self.tenants.get(uuid)?;
         Some((e.origin_s?, e.latest.as_ref()?))
@@ -168,7 +197,7 @@ impl ForecastStage {
         };
         e.intents.declare(intent, now_s)?;
         e.dirty = true;
-        e.refresh(self.horizons);
+        e.refresh(self.horizons, self.bucket_s);
         Ok(())
     }
 
@@ -180,7 +209,7 @@ impl ForecastStage {
         let found = e.intents.cancel(id);
         if found {
             e.dirty = true;
-            e.refresh(self.horizons);
+            e.refresh(self.horizons, self.bucket_s);
         }
         found
     }
@@ -198,6 +227,7 @@ impl ForecastStage {
                 continue;
             }
             let saved = SavedRef {
+                bucket_s: self.bucket_s,
                 forecaster: &e.forecaster,
                 intents: &e.intents,
             };
@@ -217,16 +247,30 @@ impl ForecastStage {
     pub fn restore(&mut self, saved: Vec<(String, i64, Vec<u8>)>) -> usize {
         let mut restored = 0;
         for (uuid, format, bytes) in saved {
-            if format != STATE_FORMAT {
-                tracing::warn!(%uuid, format, "forecaster state in an unknown format; relearning");
-                continue;
-            }
-            match postcard::from_bytes::<Saved>(&bytes) {
+            let decoded = match format {
+                STATE_FORMAT => postcard::from_bytes::<Saved>(&bytes),
+                3 => postcard::from_bytes::<SavedV3>(&bytes).map(|v| Saved {
+                    bucket_s: STEP_S,
+                    forecaster: v.forecaster,
+                    intents: v.intents,
+                }),
+                _ => {
+                    tracing::warn!(%uuid, format, "forecaster state in an unknown format; relearning");
+                    continue;
+                }
+            };
+            match decoded {
+                Ok(saved) if saved.bucket_s != self.bucket_s => tracing::warn!(
+                    %uuid,
+                    "forecaster state learned over {} s buckets, {} s now; relearning",
+                    saved.bucket_s,
+                    self.bucket_s
+                ),
                 Ok(saved) => {
                     let mut e = Entry::new(saved.forecaster);
                     e.intents = saved.intents;
-                    e.origin_s = e.forecaster.last_ts();
-                    e.refresh(self.horizons);
+                    e.origin_s = e.forecaster.last_ts().map(|t| from_steps(t, self.bucket_s));
+                    e.refresh(self.horizons, self.bucket_s);
                     self.tenants.insert(uuid.into(), e);
                     restored += 1;
                 }
@@ -253,17 +297,27 @@ impl Entry {
 
     /// Recompute the latest forecast (horizons 1..=`horizons`) from the forecaster and the
     /// intents.
-    fn refresh(&mut self, horizons: usize) {
+    fn refresh(&mut self, horizons: usize, bucket_s: i64) {
         self.latest = self.origin_s.map(|o| {
             let mut f = self.forecaster.forecast_upto(horizons);
-            self.intents.blend(o, &mut f);
+            self.intents.blend(o, bucket_s, &mut f);
             f
         });
     }
 }
 
+/// The forecasters' clock at the bucket starting at `t` (Unix seconds): [`STEP_S`] a bucket.
+fn to_steps(t: i64, bucket_s: i64) -> i64 {
+    t.div_euclid(bucket_s) * STEP_S
+}
+
+/// The wall clock (Unix seconds) at the forecasters' time `t`.
+fn from_steps(t: i64, bucket_s: i64) -> i64 {
+    t.div_euclid(STEP_S) * bucket_s
+}
+
 /// Feed a completed bucket's means; true if the forecaster refused them.
-fn close(e: &mut Entry, b: Bucket, name: &str, horizons: usize) -> bool {
+fn close(e: &mut Entry, b: Bucket, name: &str, horizons: usize, bucket_s: i64) -> bool {
     let n = b.n.max(1) as f64;
     let mut means = PerResource::default();
     for r in Resource::ALL {
@@ -274,11 +328,11 @@ fn close(e: &mut Entry, b: Bucket, name: &str, horizons: usize) -> bool {
         };
         *means.get_mut(r) = b.sum[r.index()] / n * uplift;
     }
-    match e.forecaster.update(b.start_s, means) {
+    match e.forecaster.update(to_steps(b.start_s, bucket_s), means) {
         Ok(()) => {
-            e.intents.observe(b.start_s, means);
+            e.intents.observe(b.start_s, bucket_s, means);
             e.origin_s = Some(b.start_s);
-            e.refresh(horizons);
+            e.refresh(horizons, bucket_s);
             e.dirty = true;
             false
         }
@@ -361,6 +415,52 @@ mod tests {
             "a constant stays constant"
         );
         assert_eq!(s.rejected, 0);
+    }
+
+    /// With 20-second buckets a load that repeats every 4 minutes (12 buckets) is learned
+    /// in an hour and a half of 10 s samples: the forecast of the next 8 buckets follows
+    /// the cycle.
+    #[test]
+    fn short_buckets_learn_a_short_cycle() {
+        let mut s = ForecastStage::new(Config::default()).with_bucket_seconds(20);
+        assert_eq!(s.bucket_seconds(), 20);
+        let start = 1_700_000_100;
+        let busy = |t: i64| (t - 1).div_euclid(20).rem_euclid(12) < 6;
+        for i in 0..(90 * 6) {
+            let t = start + i * 10;
+            s.observe(&obs(t, if busy(t) { 1.0 } else { 0.1 }));
+        }
+        let (origin, f) = s.latest("u1").unwrap();
+        assert_eq!(origin % 20, 0);
+        assert_eq!(origin, (start + 539 * 10 - 20).div_euclid(20) * 20);
+        assert_eq!(s.rejected, 0);
+        for k in 1..=8usize {
+            let at = origin + 20 * k as i64;
+            let p50 = f.cpu.quantiles[k - 1][0];
+            if busy(at + 1) {
+                assert!(p50 > 0.7, "busy bucket {k} at {at}: p50 {p50}");
+            } else {
+                assert!(p50 < 0.4, "idle bucket {k} at {at}: p50 {p50}");
+            }
+        }
+        // A state learned over other buckets is not taken for this one; format 3 (before
+        // the bucket length was saved) is read as 300-second buckets.
+        let saved: Vec<_> = s
+            .export(true)
+            .into_iter()
+            .map(|(u, b)| (u.to_string(), STATE_FORMAT, b))
+            .collect();
+        assert_eq!(
+            ForecastStage::new(Config::default()).restore(saved.clone()),
+            0
+        );
+        let mut same = ForecastStage::new(Config::default()).with_bucket_seconds(20);
+        assert_eq!(same.restore(saved), 1);
+        assert_eq!(same.latest("u1").unwrap().0, origin);
+        let e = &s.tenants["u1"];
+        let v3 = postcard::to_allocvec(&(&e.forecaster, &e.intents)).unwrap();
+        let mut old = ForecastStage::new(Config::default());
+        assert_eq!(old.restore(vec![("u1".into(), 3, v3)]), 1);
     }
 
     #[test]

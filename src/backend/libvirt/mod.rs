@@ -8,7 +8,7 @@ pub mod stats;
 pub mod tc;
 
 use super::{Backend, BackendError, DomainConfig, DomainSnapshot, Snapshot};
-use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::model::{HostInfo, PerResource, Resource, TenantId, TenantPolicy};
 use crate::plan::{Applied, Denial, Plan, Setting};
 use ffi::Conn;
 use ffi::Param;
@@ -32,8 +32,34 @@ pub struct LibvirtBackend {
     tc: bool,
     /// The taps shaped, per domain UUID (their ifb devices go when the domain does).
     shaped: HashMap<String, Vec<String>>,
+    /// How long the setters take, measured on every call.
+    latency: Latency,
     cycle: u64,
     epoch: Instant,
+}
+
+/// Seconds a balloon takes to give a guest back 1 GiB (measured under TCG: 512 → 1024 MiB in
+/// 0.5 s); a memory rise is in force that long after its call.
+const BALLOON_DEFLATE_S_PER_GIB: f64 = 1.0;
+/// Memory amounts are in KiB.
+const KIB_PER_GIB: f64 = 1024.0 * 1024.0;
+
+/// The setters' latency per resource: a moving average of the measured calls, weighted to
+/// the slow ones (a slow call counts at once, a fast one pulls the average down slowly).
+#[derive(Debug, Default)]
+struct Latency {
+    seconds: PerResource<f64>,
+}
+
+impl Latency {
+    fn record(&mut self, r: Resource, took: f64) {
+        let s = self.seconds.get_mut(r);
+        *s = if took > *s {
+            took
+        } else {
+            0.9 * *s + 0.1 * took
+        };
+    }
 }
 
 impl LibvirtBackend {
@@ -53,6 +79,7 @@ impl LibvirtBackend {
             settings: HashMap::new(),
             tc: tc::available(),
             shaped: HashMap::new(),
+            latency: Latency::default(),
             cycle: 0,
             epoch: Instant::now(),
         };
@@ -181,6 +208,10 @@ impl Backend for LibvirtBackend {
 
     /// vCPU bandwidth and shares, balloon targets, disk throttles and, where `tc` runs,
     /// vNIC bandwidth.
+    fn latency(&self) -> PerResource<f64> {
+        self.latency.seconds
+    }
+
     fn shapes(&self) -> PerResource<bool> {
         PerResource {
             cpu: true,
@@ -191,73 +222,17 @@ impl Backend for LibvirtBackend {
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
-        let mut applied = Applied::default();
         if plan.is_empty() {
-            return Ok(applied);
+            return Ok(Applied::default());
         }
         let mut shaped = std::mem::take(&mut self.shaped);
-        let conn = self.ensure_connected()?;
-        for d in &plan.domains {
-            'change: for c in &d.changes {
-                let mut refused = false;
-                for setting in &c.settings {
-                    let uuid = &*d.id.uuid;
-                    let result = match setting {
-                        Setting::Cpu {
-                            vcpu_period_us,
-                            vcpu_quota_us,
-                            cpu_shares,
-                        } => conn.set_cpu(uuid, *vcpu_period_us, *vcpu_quota_us, *cpu_shares),
-                        Setting::Balloon { target_kib } => conn.set_memory(uuid, *target_kib),
-                        Setting::DiskIoTune {
-                            disk,
-                            total_bytes_sec,
-                            total_iops_sec,
-                        } => conn.set_block_iotune(uuid, disk, *total_bytes_sec, *total_iops_sec),
-                        Setting::NicRate { tap, bytes_per_s } => {
-                            let taps = shaped.entry(uuid.to_string()).or_default();
-                            if !taps.contains(tap) {
-                                taps.push(tap.clone());
-                            }
-                            tc::shape(tap, *bytes_per_s).map_err(|e| ffi::LibvirtError {
-                                code: 0,
-                                message: e.to_string(),
-                            })
-                        }
-                    };
-                    match result {
-                        Ok(()) => {}
-                        Err(e) if e.is_no_domain() => {
-                            // Gone since the snapshot: the next cycle sees it vanished.
-                            tracing::debug!(domain = %d.id.name, "domain vanished before its change");
-                            continue 'change;
-                        }
-                        Err(e) if e.code != 0 && !conn.is_alive() => {
-                            self.shaped = shaped;
-                            return Err(self.err("virDomainSet*", e.message));
-                        }
-                        Err(e) => {
-                            refused = true;
-                            applied.denials.push(Denial {
-                                tenant: d.id.clone(),
-                                resource: c.resource,
-                                wanted: c.amount,
-                                got: c.previous,
-                                setting: Some(setting.clone()),
-                                code: (e.code != 0).then_some(e.code),
-                                message: e.message,
-                            });
-                        }
-                    }
-                }
-                if !refused && !c.settings.is_empty() {
-                    applied
-                        .accepted
-                        .push((d.id.uuid.clone(), c.resource, c.amount));
-                }
-            }
-        }
-        Ok(applied)
+        let mut latency = std::mem::take(&mut self.latency);
+        let result = self
+            .ensure_connected()
+            .map(|conn| apply_plan(conn, plan, &mut shaped, &mut latency));
+        self.shaped = shaped;
+        self.latency = latency;
+        result?.map_err(|message| self.err("virDomainSet*", message))
     }
 
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
@@ -389,4 +364,80 @@ fn read_settings(conn: &Conn, uuid: &str, config: &DomainConfig) -> Vec<Setting>
         }
     }
     out
+}
+
+/// Make a plan's changes on `conn`, timing each setter; Err (the message) if the connection
+/// died under them.
+fn apply_plan(
+    conn: &Conn,
+    plan: &Plan,
+    shaped: &mut HashMap<String, Vec<String>>,
+    latency: &mut Latency,
+) -> Result<Applied, String> {
+    let mut applied = Applied::default();
+    for d in &plan.domains {
+        'change: for c in &d.changes {
+            let mut refused = false;
+            for setting in &c.settings {
+                let uuid = &*d.id.uuid;
+                let started = Instant::now();
+                let result = match setting {
+                    Setting::Cpu {
+                        vcpu_period_us,
+                        vcpu_quota_us,
+                        cpu_shares,
+                    } => conn.set_cpu(uuid, *vcpu_period_us, *vcpu_quota_us, *cpu_shares),
+                    Setting::Balloon { target_kib } => conn.set_memory(uuid, *target_kib),
+                    Setting::DiskIoTune {
+                        disk,
+                        total_bytes_sec,
+                        total_iops_sec,
+                    } => conn.set_block_iotune(uuid, disk, *total_bytes_sec, *total_iops_sec),
+                    Setting::NicRate { tap, bytes_per_s } => {
+                        let taps = shaped.entry(uuid.to_string()).or_default();
+                        if !taps.contains(tap) {
+                            taps.push(tap.clone());
+                        }
+                        tc::shape(tap, *bytes_per_s).map_err(|e| ffi::LibvirtError {
+                            code: 0,
+                            message: e.to_string(),
+                        })
+                    }
+                };
+                let mut took = started.elapsed().as_secs_f64();
+                if let (Resource::Mem, Some(before)) = (c.resource, c.previous) {
+                    // The call returns at once; the balloon then deflates at its pace.
+                    took += (c.amount - before).max(0.0) / KIB_PER_GIB * BALLOON_DEFLATE_S_PER_GIB;
+                }
+                latency.record(c.resource, took);
+                match result {
+                    Ok(()) => {}
+                    Err(e) if e.is_no_domain() => {
+                        // Gone since the snapshot: the next cycle sees it vanished.
+                        tracing::debug!(domain = %d.id.name, "domain vanished before its change");
+                        continue 'change;
+                    }
+                    Err(e) if e.code != 0 && !conn.is_alive() => return Err(e.message),
+                    Err(e) => {
+                        refused = true;
+                        applied.denials.push(Denial {
+                            tenant: d.id.clone(),
+                            resource: c.resource,
+                            wanted: c.amount,
+                            got: c.previous,
+                            setting: Some(setting.clone()),
+                            code: (e.code != 0).then_some(e.code),
+                            message: e.message,
+                        });
+                    }
+                }
+            }
+            if !refused && !c.settings.is_empty() {
+                applied
+                    .accepted
+                    .push((d.id.uuid.clone(), c.resource, c.amount));
+            }
+        }
+    }
+    Ok(applied)
 }
