@@ -9,8 +9,15 @@ use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
+use crate::model::Resource;
 use crate::plan::{Allocation, Applied};
 use crate::profile::writer::ProfileWriter;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A tenant held below what the policy wanted (its raise was refused) counts as capped in an
+/// interval in which it used at least this share of the amount still in force.
+pub const HELD_AT: f64 = 0.95;
 
 pub struct Controller {
     collector: Collector,
@@ -26,6 +33,10 @@ pub struct Controller {
     /// Seconds between cycles.
     interval_s: f64,
     cycles: u64,
+    /// Raises the backend refused, by tenant and resource: the amount still in force, until
+    /// a change of it is accepted. The tenant wanted more than it may have: where it uses
+    /// that amount up, the forecasters and the policy see it as capped.
+    held: HashMap<(Arc<str>, Resource), f64>,
 }
 
 impl Controller {
@@ -42,6 +53,7 @@ impl Controller {
             save_every: 0,
             interval_s: crate::model::STEP_S as f64,
             cycles: 0,
+            held: HashMap::new(),
         }
     }
 
@@ -75,13 +87,15 @@ impl Controller {
     /// Run one cycle against `backend` and return what it observed.
     pub fn step(&mut self, backend: &mut dyn Backend) -> Result<Observation, BackendError> {
         let snapshot = backend.snapshot()?;
-        let obs = self.collector.ingest(&snapshot);
+        let mut obs = self.collector.ingest(&snapshot);
+        self.mark_held(&mut obs);
         self.cycles += 1;
         for id in &obs.appeared {
             tracing::info!(tenant = %id.name, uuid = %id.uuid, "tenant appeared");
         }
         for id in &obs.vanished {
             tracing::info!(tenant = %id.name, uuid = %id.uuid, "tenant vanished");
+            self.held.retain(|(uuid, _), _| *uuid != id.uuid);
         }
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
@@ -126,6 +140,7 @@ impl Controller {
             } else {
                 let applied = backend.apply(&plan)?;
                 self.actuator.record(&applied, obs.at_unix_ms);
+                self.note_held(&applied);
                 for d in &applied.denials {
                     tracing::warn!(
                         tenant = %d.tenant.name,
@@ -143,6 +158,39 @@ impl Controller {
             self.last_allocation = Some(allocation);
         }
         Ok(obs)
+    }
+
+    /// A held tenant (see [`HELD_AT`]) that used up what it is held at was capped.
+    fn mark_held(&self, obs: &mut Observation) {
+        if self.held.is_empty() {
+            return;
+        }
+        for t in &mut obs.tenants {
+            for r in Resource::ALL {
+                if let (Some(&got), Some(used)) =
+                    (self.held.get(&(Arc::clone(&t.id.uuid), r)), *t.usage.get(r))
+                    && used >= HELD_AT * got
+                {
+                    *t.capped.get_mut(r) = true;
+                }
+            }
+        }
+    }
+
+    /// Remember refused raises until a change of the same tenant and resource is accepted.
+    fn note_held(&mut self, applied: &Applied) {
+        for (uuid, r, _) in &applied.accepted {
+            self.held.remove(&(Arc::clone(uuid), *r));
+        }
+        for d in &applied.denials {
+            match d.got {
+                Some(got) if d.wanted > got => {
+                    self.held
+                        .insert((Arc::clone(&d.tenant.uuid), d.resource), got);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The operator's rules the policy obeys (the defaults until set).
@@ -221,5 +269,150 @@ impl Controller {
             p.save_forecasters(STATE_FORMAT, at_ms, f.export(false));
         }
         self.profile.map(ProfileWriter::shutdown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{DomainConfig, DomainCounters, DomainSnapshot, Snapshot};
+    use crate::model::{HostInfo, PerResource, TenantId};
+    use crate::plan::{Denial, Plan, TenantAllocation};
+
+    /// One tenant busy at `used` cores; raises of its CPU above `allowed` are refused.
+    struct Refusing {
+        t_s: u64,
+        used: f64,
+        cpu_ns: u64,
+        allowed: f64,
+    }
+
+    fn host() -> HostInfo {
+        HostInfo {
+            cpus: 4,
+            capacity: PerResource {
+                cpu: Some(4.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn id() -> TenantId {
+        TenantId {
+            uuid: "u1".into(),
+            name: "t1".into(),
+        }
+    }
+
+    impl Backend for Refusing {
+        fn describe(&self) -> String {
+            "refusing".into()
+        }
+        fn host(&mut self) -> Result<HostInfo, BackendError> {
+            Ok(host())
+        }
+        fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+            self.t_s += 10;
+            self.cpu_ns += (self.used * 10e9) as u64;
+            Ok(Snapshot {
+                at_unix_ms: (self.t_s * 1000) as i64,
+                mono_ns: self.t_s * 1_000_000_000,
+                host: host(),
+                domains: vec![DomainSnapshot {
+                    id: id(),
+                    config: DomainConfig {
+                        vcpus: 2,
+                        ..Default::default()
+                    },
+                    counters: DomainCounters {
+                        cpu_time_ns: Some(self.cpu_ns),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            })
+        }
+        fn shapes(&self) -> PerResource<bool> {
+            PerResource {
+                cpu: true,
+                ..Default::default()
+            }
+        }
+        fn latency(&self) -> PerResource<f64> {
+            PerResource::default()
+        }
+        fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+            let mut applied = Applied::default();
+            for d in &plan.domains {
+                for c in &d.changes {
+                    if c.amount > self.allowed {
+                        applied.denials.push(Denial {
+                            tenant: d.id.clone(),
+                            resource: c.resource,
+                            wanted: c.amount,
+                            got: Some(self.allowed),
+                            setting: None,
+                            code: Some(1),
+                            message: "over the limit".into(),
+                        });
+                    } else {
+                        applied
+                            .accepted
+                            .push((d.id.uuid.clone(), c.resource, c.amount));
+                    }
+                }
+            }
+            Ok(applied)
+        }
+    }
+
+    /// Wants `cores` for every tenant.
+    struct Wants(f64);
+
+    impl Policy for Wants {
+        fn describe(&self) -> String {
+            format!("wants {}", self.0)
+        }
+        fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+            Allocation {
+                tenants: (input.obs.tenants.iter())
+                    .map(|t| TenantAllocation {
+                        uuid: t.id.uuid.clone(),
+                        reasons: None,
+                        amounts: PerResource {
+                            cpu: self.0,
+                            ..Default::default()
+                        },
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    fn capped_cpu(used: f64, wants: f64, cycles: usize) -> Vec<bool> {
+        let mut backend = Refusing {
+            t_s: 0,
+            used,
+            cpu_ns: 0,
+            allowed: 1.0,
+        };
+        let mut c = Controller::new(None).with_policy(Box::new(Wants(wants)));
+        (0..cycles)
+            .map(|_| {
+                let obs = c.step(&mut backend).unwrap();
+                obs.tenants.first().is_some_and(|t| t.capped.cpu)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tenant_held_by_a_refused_raise_is_capped_where_it_uses_up_what_it_has() {
+        // Busy at the 1 core it is held at: capped from the cycle after the refusal on.
+        assert_eq!(capped_cpu(1.0, 2.0, 4), [false, true, true, true]);
+        // Well below it: the refusal did not hold it back.
+        assert_eq!(capped_cpu(0.5, 2.0, 4), [false; 4]);
+        // No refusal (the raise was accepted): never capped.
+        assert_eq!(capped_cpu(1.0, 0.9, 4), [false; 4]);
     }
 }
