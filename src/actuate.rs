@@ -156,6 +156,8 @@ struct InForce {
     since_ms: PerResource<Option<i64>>,
     /// When a change of the resource was last refused, Unix ms.
     refused_ms: PerResource<Option<i64>>,
+    /// The amount in force when the last change tried was a raise the backend refused.
+    held: PerResource<Option<f64>>,
     id: crate::model::TenantId,
     vcpus: u32,
 }
@@ -335,11 +337,20 @@ impl Actuator {
             *t.amount.get_mut(*r) = Some(*amount);
             *t.since_ms.get_mut(*r) = Some(at_ms);
             *t.refused_ms.get_mut(*r) = None;
+            *t.held.get_mut(*r) = None;
         }
         for d in &applied.denials {
             let t = self.tenants.entry(d.tenant.uuid.clone()).or_default();
             *t.refused_ms.get_mut(d.resource) = Some(at_ms);
+            let in_force = d.got.or(*t.amount.get(d.resource));
+            *t.held.get_mut(d.resource) = in_force.filter(|&g| d.wanted > g);
         }
+    }
+
+    /// The amount a tenant is held at: the one in force when its last raise of `r` was
+    /// refused, until a change of it is accepted.
+    pub fn held_at(&self, uuid: &str, r: Resource) -> Option<f64> {
+        *self.tenants.get(uuid)?.held.get(r)
     }
 }
 

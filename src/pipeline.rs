@@ -12,8 +12,6 @@ use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
 use crate::model::Resource;
 use crate::plan::{Allocation, Applied};
 use crate::profile::writer::ProfileWriter;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// A tenant held below what the policy wanted (its raise was refused) counts as capped in an
 /// interval in which it used at least this share of the amount still in force.
@@ -33,10 +31,6 @@ pub struct Controller {
     /// Seconds between cycles.
     interval_s: f64,
     cycles: u64,
-    /// Raises the backend refused, by tenant and resource: the amount still in force, until
-    /// a change of it is accepted. The tenant wanted more than it may have: where it uses
-    /// that amount up, the forecasters and the policy see it as capped.
-    held: HashMap<(Arc<str>, Resource), f64>,
 }
 
 impl Controller {
@@ -53,7 +47,6 @@ impl Controller {
             save_every: 0,
             interval_s: crate::model::STEP_S as f64,
             cycles: 0,
-            held: HashMap::new(),
         }
     }
 
@@ -95,7 +88,6 @@ impl Controller {
         }
         for id in &obs.vanished {
             tracing::info!(tenant = %id.name, uuid = %id.uuid, "tenant vanished");
-            self.held.retain(|(uuid, _), _| *uuid != id.uuid);
         }
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
@@ -140,7 +132,6 @@ impl Controller {
             } else {
                 let applied = backend.apply(&plan)?;
                 self.actuator.record(&applied, obs.at_unix_ms);
-                self.note_held(&applied);
                 for d in &applied.denials {
                     tracing::warn!(
                         tenant = %d.tenant.name,
@@ -160,35 +151,18 @@ impl Controller {
         Ok(obs)
     }
 
-    /// A held tenant (see [`HELD_AT`]) that used up what it is held at was capped.
+    /// A tenant held by a refused raise (see [`HELD_AT`]) that used up the amount in force
+    /// was capped: it wanted more than it may have, so the forecasters and the policy see a
+    /// lower bound of its demand.
     fn mark_held(&self, obs: &mut Observation) {
-        if self.held.is_empty() {
-            return;
-        }
         for t in &mut obs.tenants {
             for r in Resource::ALL {
-                if let (Some(&got), Some(used)) =
-                    (self.held.get(&(Arc::clone(&t.id.uuid), r)), *t.usage.get(r))
+                if let (Some(got), Some(used)) =
+                    (self.actuator.held_at(&t.id.uuid, r), *t.usage.get(r))
                     && used >= HELD_AT * got
                 {
                     *t.capped.get_mut(r) = true;
                 }
-            }
-        }
-    }
-
-    /// Remember refused raises until a change of the same tenant and resource is accepted.
-    fn note_held(&mut self, applied: &Applied) {
-        for (uuid, r, _) in &applied.accepted {
-            self.held.remove(&(Arc::clone(uuid), *r));
-        }
-        for d in &applied.denials {
-            match d.got {
-                Some(got) if d.wanted > got => {
-                    self.held
-                        .insert((Arc::clone(&d.tenant.uuid), d.resource), got);
-                }
-                _ => {}
             }
         }
     }
