@@ -225,6 +225,11 @@ impl Actuator {
         &self.cfg
     }
 
+    /// Pause (true) or resume changing the domains: plans are still made and logged.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.cfg.dry_run = dry_run;
+    }
+
     /// The amount of `r` in force on `uuid`, as far as the actuator knows.
     pub fn in_force(&self, uuid: &str, r: Resource) -> Option<f64> {
         self.tenants.get(uuid).and_then(|t| *t.amount.get(r))

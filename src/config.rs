@@ -12,6 +12,7 @@ pub struct Config {
     pub forecast: ForecastConfig,
     pub allocate: AllocateConfig,
     pub actuate: crate::actuate::ActuateConfig,
+    pub control: crate::control::ControlConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -216,6 +217,24 @@ impl Config {
                 "profile.maintenance_minutes",
                 format!("= {} is outside 0.01 … 1440", p.maintenance_minutes),
             );
+        }
+        let c = &self.control;
+        if c.socket.as_os_str().is_empty() {
+            return bad(
+                "control.socket",
+                "is empty (use \"off\" for no socket)".into(),
+            );
+        }
+        if let Err(message) = c.metrics() {
+            return bad("control.metrics_listen", message);
+        }
+        for (field, group) in [
+            ("control.group", &c.group),
+            ("control.admin_group", &c.admin_group),
+        ] {
+            if group.is_empty() || group.contains([':', '\n', ' ']) {
+                return bad(field, format!("= {group:?} is not a group name"));
+            }
         }
         Ok(())
     }

@@ -6,17 +6,22 @@
 //! with its error and the rules in force stay.
 //!
 //! The loop thread alone owns the control loop's state; the rest of the daemon reaches it
-//! with [`Command`]s over a channel, taken between cycles.
+//! with [`Command`]s over a channel, taken between cycles. The control socket and the
+//! metrics listener run on the async runtime beside the signals: they read the view the
+//! loop publishes after every cycle and every change, and send changes as commands.
 
 use crate::allocate::rules::Rules;
 use crate::backend::Backend;
 use crate::backend::libvirt::LibvirtBackend;
 use crate::collect::Observation;
 use crate::config::Config;
+use crate::control::desk::{Desk, Request};
+use crate::control::server::{ServerError, Shared};
+use crate::control::view::{Context, CycleView, Status, View};
 use crate::forecast::stage::ForecastStage;
 use crate::pipeline::Controller;
 use crate::profile::{ProfileDb, writer::ProfileWriter};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,10 @@ pub enum DaemonError {
     Rules(#[from] crate::allocate::rules::RulesError),
     #[error("allocate.policy: {0}")]
     Policy(#[from] crate::allocate::kind::KindError),
+    #[error(transparent)]
+    Control(#[from] ServerError),
+    #[error("control.metrics_listen {0}")]
+    MetricsAddress(String),
 }
 
 /// What the rest of the daemon asks of the control loop.
@@ -51,6 +60,8 @@ pub enum DaemonError {
 pub enum Command {
     /// Obey these rules from the next cycle on.
     SetRules(Box<Rules>),
+    /// A change an operator asked for through the control socket.
+    Control(Box<Request>),
     /// Finish the cycle in flight and stop.
     Stop,
 }
@@ -83,6 +94,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         None => Vec::new(),
     };
     let taken_over = db.load_taken_over()?;
+    let overrides = db.load_operator_state(crate::pipeline::OVERRIDES)?;
+    let desk = crate::control::desk::load_notes(&db)?;
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
     let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
@@ -91,6 +104,13 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let mut controller = Controller::new(Some(writer))
         .with_forecasts(forecasts, save_every)
         .with_interval(cfg.daemon.interval_seconds);
+    let kept = controller.adopt_overrides(overrides);
+    if kept > 0 {
+        tracing::info!(
+            overrides = kept,
+            "operator overrides restored from the profile"
+        );
+    }
     let policy_file = cfg.allocate.policy_file.clone();
     if let Some(path) = &policy_file {
         let rules = Rules::load(path)?;
@@ -149,13 +169,69 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         )
     };
     let (tx, commands) = mpsc::channel::<Command>();
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: backend.describe(),
+        started_unix_ms: crate::model::now_unix_ms(),
+        interval_s: cfg.daemon.interval_seconds,
+        policy_file: policy_file.as_ref().map(|p| p.display().to_string()),
+        ..Default::default()
+    };
+    let shared = Arc::new(Shared {
+        view: Default::default(),
+        commands: tx.clone(),
+        access: crate::control::auth::Access {
+            read_group: cfg.control.group.clone(),
+            admin_group: cfg.control.admin_group.clone(),
+        },
+        audit: std::sync::Mutex::new(crate::control::server::open_audit(&audit_path(&cfg))?),
+        policy_file: policy_file.clone(),
+        slots: tokio::sync::Semaphore::new(crate::control::server::MAX_CONNECTIONS),
+    });
+    let socket = cfg.control.socket().map(|p| p.to_path_buf());
+    if let Some(path) = &socket {
+        let listener = crate::control::server::bind(path, &cfg.control.group)?;
+        let _runtime = rt.enter();
+        let listener =
+            tokio::net::UnixListener::from_std(listener).map_err(|e| ServerError::Socket {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        rt.spawn(crate::control::server::serve_socket(
+            listener,
+            shared.clone(),
+        ));
+        tracing::info!(socket = %path.display(), group = %cfg.control.group, "control socket open");
+    }
+    if let Some(addr) = cfg.control.metrics().map_err(DaemonError::MetricsAddress)? {
+        let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            let _runtime = rt.enter();
+            tokio::net::TcpListener::from_std(l)
+        });
+        let listener = bound.map_err(|source| ServerError::Metrics { addr, source })?;
+        rt.spawn(crate::control::server::serve_metrics(
+            listener,
+            shared.clone(),
+        ));
+        tracing::info!(%addr, "metrics served at /metrics");
+    }
     let print = opts.print_stats;
+    let publisher = Publisher {
+        shared,
+        status,
+        desk,
+    };
     let restore = cfg.allocate.kind().is_some()
         && !cfg.actuate.dry_run
         && cfg.actuate.on_exit == crate::actuate::OnExit::Restore;
     let control = std::thread::Builder::new()
         .name("control-loop".into())
-        .spawn(move || control_loop(backend, controller, interval, commands, print, restore))
+        .spawn(move || {
+            control_loop(
+                backend, controller, publisher, interval, commands, print, restore,
+            )
+        })
         .map_err(DaemonError::Runtime)?;
     rt.block_on(async {
         loop {
@@ -167,7 +243,11 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         }
     });
     let _ = tx.send(Command::Stop);
-    match control.join() {
+    let joined = control.join();
+    if let Some(path) = &socket {
+        let _ = std::fs::remove_file(path);
+    }
+    match joined {
         Ok(Some(stats)) => {
             tracing::info!(
                 samples = stats.samples_committed,
@@ -206,9 +286,44 @@ fn reload(path: Option<&std::path::Path>, tx: &mpsc::Sender<Command>) {
     }
 }
 
+/// Where changes made through the control socket are logged.
+fn audit_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.control.audit_log.clone().unwrap_or_else(|| {
+        (cfg.profile.path.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join("audit.log")
+    })
+}
+
+/// What the loop thread needs to publish its view and take the operator's changes.
+struct Publisher {
+    shared: Arc<Shared>,
+    /// What does not change between cycles, and the last cycle's figures.
+    status: Status,
+    desk: Desk,
+}
+
+impl Publisher {
+    fn publish(&self, controller: &Controller, obs: Option<&Observation>) {
+        let mut status = self.status.clone();
+        status.at_unix_ms = crate::model::now_unix_ms();
+        let view = View::build(
+            controller,
+            Context {
+                status,
+                obs,
+                notes: &self.desk.notes,
+            },
+        );
+        self.shared.publish(view);
+    }
+}
+
 fn control_loop(
     mut backend: LibvirtBackend,
     mut controller: Controller,
+    mut publisher: Publisher,
     interval: Duration,
     commands: mpsc::Receiver<Command>,
     print: bool,
@@ -216,8 +331,12 @@ fn control_loop(
 ) -> Option<crate::profile::writer::WriterStats> {
     let mut next = Instant::now();
     let mut failing = false;
+    let mut last: Option<Observation> = None;
+    publisher.publish(&controller, None);
     loop {
-        match controller.step(&mut backend) {
+        let started = Instant::now();
+        let at_unix_ms = crate::model::now_unix_ms();
+        let error = match controller.step(&mut backend) {
             Ok(obs) => {
                 if failing {
                     tracing::info!("collection recovered");
@@ -227,20 +346,38 @@ fn control_loop(
                 if print {
                     print_cycle(&obs, &controller);
                 }
+                last = Some(obs);
+                None
             }
             Err(e) => {
                 if !failing {
                     tracing::error!("collection failed (retrying every interval): {e}");
                 }
                 failing = true;
+                publisher.status.cycle_errors_total += 1;
+                Some(e.to_string())
             }
-        }
+        };
+        publisher.status.last_cycle = Some(CycleView {
+            at_unix_ms,
+            duration_s: started.elapsed().as_secs_f64(),
+            decide_s: controller.decide_seconds(),
+            error,
+        });
+        publisher.desk.prune(&controller);
+        publisher.publish(&controller, last.as_ref());
         next += interval;
         let now = Instant::now();
         if next < now {
             next = now; // a slow cycle: do not try to catch up in a burst
         }
-        if !wait(&mut controller, &commands, next) {
+        if !wait(
+            &mut controller,
+            &mut publisher,
+            last.as_ref(),
+            &commands,
+            next,
+        ) {
             break;
         }
     }
@@ -267,7 +404,13 @@ fn control_loop(
 }
 
 /// Take commands until `until`; false when the loop must stop.
-fn wait(controller: &mut Controller, commands: &mpsc::Receiver<Command>, until: Instant) -> bool {
+fn wait(
+    controller: &mut Controller,
+    publisher: &mut Publisher,
+    last: Option<&Observation>,
+    commands: &mpsc::Receiver<Command>,
+    until: Instant,
+) -> bool {
     loop {
         let left = until.saturating_duration_since(Instant::now());
         match commands.recv_timeout(left) {
@@ -276,6 +419,13 @@ fn wait(controller: &mut Controller, commands: &mpsc::Receiver<Command>, until: 
             Ok(Command::SetRules(rules)) => {
                 controller.set_rules(*rules);
                 tracing::info!("new rules in force from the next cycle");
+            }
+            Ok(Command::Control(req)) => {
+                let now_ms = crate::model::now_unix_ms();
+                let result =
+                    (publisher.desk).act(controller, last, req.action, &req.caller, now_ms);
+                publisher.publish(controller, last);
+                let _ = req.reply.send(result);
             }
         }
     }

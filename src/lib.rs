@@ -1,8 +1,9 @@
 //! prescient: proactive resource management for the tenant VMs of a KVM host.
 //!
-//! The pipeline, one module a stage: [`collect`] → [`profile`] (→ forecast → allocate →
-//! actuate → feedback, as those stages land), around the host [`backend`] seam. The daemon
-//! ([`daemon`]) and the CLI ([`cli`]) are thin drivers of one control loop ([`pipeline`]).
+//! The pipeline, one module a stage: [`collect`] → [`profile`] → [`forecast`] → [`allocate`]
+//! → [`actuate`], around the host [`backend`] seam, in the words of [`model`] and [`plan`].
+//! The daemon ([`daemon`]), the simulator ([`sim`]) and the CLI ([`cli`]) are thin drivers of
+//! one control loop ([`pipeline`]); operators reach the daemon through [`control`].
 
 pub mod actuate;
 pub mod allocate;
@@ -10,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod forecast;
 pub mod model;

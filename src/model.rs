@@ -11,6 +11,14 @@ use std::sync::Arc;
 /// forecasters' step and the profile's history buckets (seconds).
 pub const STEP_S: i64 = 300;
 
+/// The time now, in Unix milliseconds (0 if the clock is before 1970).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The four resources prescient manages for each tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

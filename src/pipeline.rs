@@ -4,18 +4,26 @@
 //! the trace backend. There is no second copy of this sequence.
 
 use crate::actuate::{ActuateConfig, Actuator};
+use crate::allocate::overrides::{Override, Overrides};
 use crate::allocate::rules::Rules;
 use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
 use crate::model::Resource;
-use crate::plan::{Allocation, Applied};
+use crate::plan::{Allocation, Applied, Denial};
 use crate::profile::writer::ProfileWriter;
+use std::collections::VecDeque;
 
 /// A tenant held below what the policy wanted (its raise was refused) counts as capped in an
 /// interval in which it used at least this share of the amount still in force.
 pub const HELD_AT: f64 = 0.95;
+
+/// How many refusals the controller keeps for the operator to see (newest last).
+pub const RECENT_DENIALS: usize = 200;
+
+/// The profile's operator-state kind the overrides are kept under.
+pub const OVERRIDES: &str = "override";
 
 pub struct Controller {
     collector: Collector,
@@ -31,6 +39,14 @@ pub struct Controller {
     /// Seconds between cycles.
     interval_s: f64,
     cycles: u64,
+    /// The operator's overrides, applied to every observation before the policy decides.
+    overrides: Overrides,
+    /// The latest refusals with their time (Unix ms).
+    denials: VecDeque<(i64, Denial)>,
+    /// Refusals since the start, per resource.
+    denials_total: crate::model::PerResource<u64>,
+    /// How long the policy took to decide in the last cycle (seconds).
+    decide_s: f64,
 }
 
 impl Controller {
@@ -47,6 +63,10 @@ impl Controller {
             save_every: 0,
             interval_s: crate::model::STEP_S as f64,
             cycles: 0,
+            overrides: Overrides::default(),
+            denials: VecDeque::new(),
+            denials_total: Default::default(),
+            decide_s: 0.0,
         }
     }
 
@@ -100,21 +120,32 @@ impl Controller {
                 p.save_forecasters(STATE_FORMAT, obs.at_unix_ms, f.export(false));
             }
         }
+        self.expire_overrides(obs.at_unix_ms);
         if let Some(policy) = self.policy.as_mut() {
+            let mut overridden;
+            let obs = if self.overrides.is_empty() {
+                &obs
+            } else {
+                overridden = obs.clone();
+                self.overrides.apply(&mut overridden);
+                &overridden
+            };
             let input = Inputs {
-                obs: &obs,
+                obs,
                 forecasts: self.forecasts.as_ref(),
                 rules: &self.rules,
                 lead_s: backend.latency().map(|l| self.interval_s + l),
             };
+            let t0 = std::time::Instant::now();
             let allocation = policy.decide(&input);
+            self.decide_s = t0.elapsed().as_secs_f64();
             let dry_run = self.actuator.config().dry_run;
             if let Some(p) = &self.profile {
                 p.save_allocation(obs.at_unix_ms, &policy.describe(), &allocation, !dry_run);
             }
             let plan = self
                 .actuator
-                .plan(&allocation, &obs, backend.shapes(), &self.rules);
+                .plan(&allocation, obs, backend.shapes(), &self.rules);
             if dry_run {
                 for d in &plan.domains {
                     for c in &d.changes {
@@ -133,6 +164,11 @@ impl Controller {
                 let applied = backend.apply(&plan)?;
                 self.actuator.record(&applied, obs.at_unix_ms);
                 for d in &applied.denials {
+                    if self.denials.len() == RECENT_DENIALS {
+                        self.denials.pop_front();
+                    }
+                    self.denials.push_back((obs.at_unix_ms, d.clone()));
+                    *self.denials_total.get_mut(d.resource) += 1;
                     tracing::warn!(
                         tenant = %d.tenant.name,
                         resource = %d.resource,
@@ -167,6 +203,110 @@ impl Controller {
         }
     }
 
+    /// Drop the overrides whose time is up, and say so.
+    fn expire_overrides(&mut self, now_ms: i64) {
+        let gone = self.overrides.expire(now_ms);
+        for o in &gone {
+            tracing::info!(tenant = %o.name, set_by = %o.set_by, "override expired");
+        }
+        if !gone.is_empty()
+            && let Err(e) = self.save_overrides()
+        {
+            tracing::error!("cannot store the overrides: {e}");
+        }
+    }
+
+    /// The operator's overrides in force.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// Start with the overrides the profile kept (rows as [`Self::save_overrides`] stores
+    /// them); an unreadable row is skipped with a warning.
+    pub fn adopt_overrides(&mut self, rows: Vec<(String, String)>) -> usize {
+        let mut list = Vec::new();
+        for (uuid, json) in rows {
+            match serde_json::from_str::<Override>(&json) {
+                Ok(o) => list.push(o),
+                Err(e) => {
+                    tracing::warn!(tenant = %uuid, "stored override unreadable, skipped: {e}")
+                }
+            }
+        }
+        let n = list.len();
+        self.overrides = Overrides::new(list);
+        n
+    }
+
+    /// Set (or replace) a tenant's override from the next cycle on, stored in the profile
+    /// before this returns.
+    pub fn set_override(&mut self, o: Override) -> Result<(), String> {
+        let mut next = self.overrides.clone();
+        next.set(o, self.last_allocation.as_ref())
+            .map_err(|e| e.to_string())?;
+        let before = std::mem::replace(&mut self.overrides, next);
+        self.save_overrides()
+            .inspect_err(|_| self.overrides = before)
+    }
+
+    /// Clear a tenant's override, stored in the profile before this returns; the cleared
+    /// one (None: there was none).
+    pub fn clear_override(&mut self, uuid: &str) -> Result<Option<Override>, String> {
+        let gone = self.overrides.clear(uuid);
+        if let Some(o) = &gone
+            && let Err(e) = self.save_overrides()
+        {
+            self.overrides.set(o.clone(), None).ok();
+            return Err(e);
+        }
+        Ok(gone)
+    }
+
+    fn save_overrides(&self) -> Result<(), String> {
+        let Some(p) = &self.profile else {
+            return Ok(());
+        };
+        let rows = (self.overrides.list().into_iter())
+            .map(|o| {
+                let json = serde_json::to_string(&o).unwrap_or_default();
+                (o.uuid.to_string(), json)
+            })
+            .collect();
+        p.save_operator_state(OVERRIDES, rows)
+    }
+
+    /// Refusals since the start, per resource.
+    pub fn denials_total(&self) -> crate::model::PerResource<u64> {
+        self.denials_total
+    }
+
+    /// How long the policy took to decide in the last cycle (seconds).
+    pub fn decide_seconds(&self) -> f64 {
+        self.decide_s
+    }
+
+    /// The latest refusals, oldest first, with their time (Unix ms).
+    pub fn recent_denials(&self) -> impl Iterator<Item = &(i64, Denial)> {
+        self.denials.iter()
+    }
+
+    /// The forecast stage, to declare and cancel intents.
+    pub fn forecasts_mut(&mut self) -> Option<&mut ForecastStage> {
+        self.forecasts.as_mut()
+    }
+
+    /// Store the forecasters' state now (after an intent was declared or cancelled).
+    pub fn save_forecasts(&mut self, at_ms: i64) {
+        if let (Some(f), Some(p)) = (self.forecasts.as_mut(), &self.profile) {
+            p.save_forecasters(STATE_FORMAT, at_ms, f.export(false));
+        }
+    }
+
+    /// The profile writer, for the operator's state kept beside the overrides.
+    pub fn profile(&self) -> Option<&ProfileWriter> {
+        self.profile.as_ref()
+    }
+
     /// The operator's rules the policy obeys (the defaults until set).
     pub fn rules(&self) -> &Rules {
         &self.rules
@@ -191,10 +331,7 @@ impl Controller {
         let plan = self.actuator.hand_back();
         let applied = backend.apply(&plan)?;
         if let Some(p) = &self.profile {
-            let at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let at_ms = crate::model::now_unix_ms();
             p.save_actuations(at_ms, &plan, &applied);
         }
         Ok(applied)
@@ -236,10 +373,7 @@ impl Controller {
     /// Store the forecasters' state, commit and close the profile.
     pub fn shutdown(mut self) -> Option<crate::profile::writer::WriterStats> {
         if let (Some(f), Some(p)) = (self.forecasts.as_mut(), &self.profile) {
-            let at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let at_ms = crate::model::now_unix_ms();
             p.save_forecasters(STATE_FORMAT, at_ms, f.export(false));
         }
         self.profile.map(ProfileWriter::shutdown)
@@ -388,5 +522,205 @@ mod tests {
         assert_eq!(capped_cpu(0.5, 2.0, 4), [false; 4]);
         // No refusal (the raise was accepted): never capped.
         assert_eq!(capped_cpu(1.0, 0.9, 4), [false; 4]);
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+    use crate::allocate::kind::PolicyKind;
+    use crate::allocate::overrides::Override;
+    use crate::backend::{DomainConfig, DomainCounters, DomainSnapshot, Snapshot};
+    use crate::model::{Amounts, HostInfo, PerResource, TenantId};
+    use crate::plan::Plan;
+
+    /// Two busy tenants on a 4-core host that accepts every change.
+    struct Host {
+        t_s: u64,
+        cpu_ns: [u64; 2],
+    }
+
+    fn id(i: usize) -> TenantId {
+        TenantId {
+            uuid: format!("u{i}").into(),
+            name: format!("t{i}").into(),
+        }
+    }
+
+    impl Backend for Host {
+        fn describe(&self) -> String {
+            "host".into()
+        }
+        fn host(&mut self) -> Result<HostInfo, BackendError> {
+            Ok(HostInfo {
+                cpus: 4,
+                capacity: PerResource {
+                    cpu: Some(4.0),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        }
+        fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+            self.t_s += 10;
+            let host = self.host()?;
+            let domains = (0..2)
+                .map(|i| {
+                    self.cpu_ns[i] += 15_000_000_000; // 1.5 cores each
+                    DomainSnapshot {
+                        id: id(i),
+                        config: DomainConfig {
+                            vcpus: 4,
+                            ..Default::default()
+                        },
+                        counters: DomainCounters {
+                            cpu_time_ns: Some(self.cpu_ns[i]),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            Ok(Snapshot {
+                at_unix_ms: (self.t_s * 1000) as i64,
+                mono_ns: self.t_s * 1_000_000_000,
+                host,
+                domains,
+            })
+        }
+        fn shapes(&self) -> PerResource<bool> {
+            PerResource {
+                cpu: true,
+                ..Default::default()
+            }
+        }
+        fn latency(&self) -> PerResource<f64> {
+            PerResource::default()
+        }
+        fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+            let mut applied = Applied::default();
+            for d in &plan.domains {
+                for c in &d.changes {
+                    (applied.accepted).push((d.id.uuid.clone(), c.resource, c.amount));
+                }
+            }
+            Ok(applied)
+        }
+    }
+
+    fn cpu_of(c: &Controller, uuid: &str) -> f64 {
+        let a = c.last_allocation().unwrap();
+        a.tenants
+            .iter()
+            .find(|t| &*t.uuid == uuid)
+            .unwrap()
+            .amounts
+            .cpu
+    }
+
+    fn max_cpu(uuid: usize, cores: f64) -> Override {
+        Override {
+            uuid: id(uuid).uuid,
+            name: id(uuid).name,
+            class: None,
+            min: Amounts::default(),
+            max: Amounts {
+                cpu: Some(cores),
+                ..Default::default()
+            },
+            freeze: false,
+            frozen: Amounts::default(),
+            expires_ms: None,
+            set_by: "root (uid 0)".into(),
+            set_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_override_changes_the_next_allocation_of_every_policy() {
+        for kind in [
+            PolicyKind::Static,
+            PolicyKind::Reactive,
+            PolicyKind::Prescient,
+        ] {
+            let (policy, _) = kind.build(None, Default::default()).unwrap();
+            let mut backend = Host {
+                t_s: 0,
+                cpu_ns: [0; 2],
+            };
+            let mut c = Controller::new(None).with_policy(policy);
+            for _ in 0..3 {
+                c.step(&mut backend).unwrap();
+            }
+            let before = cpu_of(&c, "u0");
+            assert!(before > 0.5, "{kind}: t0 has {before} cores before");
+            c.set_override(max_cpu(0, 0.5)).unwrap();
+            c.step(&mut backend).unwrap();
+            assert!(
+                cpu_of(&c, "u0") <= 0.5 + 1e-9,
+                "{kind}: {}",
+                cpu_of(&c, "u0")
+            );
+            // A minimum holds it up, and the freeze holds it where it is.
+            let mut o = max_cpu(1, 3.5);
+            o.min.cpu = Some(3.0);
+            c.set_override(o).unwrap();
+            c.step(&mut backend).unwrap();
+            assert!(
+                cpu_of(&c, "u1") >= 3.0 - 1e-9,
+                "{kind}: {}",
+                cpu_of(&c, "u1")
+            );
+            let held = cpu_of(&c, "u1");
+            c.clear_override("u1").unwrap();
+            let mut f = max_cpu(1, 0.0);
+            f.max = Amounts::default();
+            f.freeze = true;
+            c.set_override(f).unwrap();
+            c.step(&mut backend).unwrap();
+            c.step(&mut backend).unwrap();
+            assert_eq!(cpu_of(&c, "u1"), held, "{kind}: a freeze holds");
+            // Cleared, the policy decides again.
+            c.clear_override("u0").unwrap();
+            c.step(&mut backend).unwrap();
+            assert!(cpu_of(&c, "u0") > 0.5, "{kind}: {}", cpu_of(&c, "u0"));
+        }
+    }
+
+    #[test]
+    fn overrides_expire_and_are_kept_in_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.db");
+        let writer = |path: &std::path::Path| {
+            let db = crate::profile::ProfileDb::open(path, false).unwrap();
+            let rows = db.load_operator_state(OVERRIDES).unwrap();
+            (
+                ProfileWriter::spawn(db, Default::default(), std::time::Duration::from_secs(3600)),
+                rows,
+            )
+        };
+        let (w, rows) = writer(&path);
+        assert!(rows.is_empty());
+        let (policy, _) = PolicyKind::Static.build(None, Default::default()).unwrap();
+        let mut c = Controller::new(Some(w)).with_policy(policy);
+        let mut backend = Host {
+            t_s: 0,
+            cpu_ns: [0; 2],
+        };
+        c.step(&mut backend).unwrap();
+        c.set_override(max_cpu(0, 0.5)).unwrap();
+        let mut expiring = max_cpu(1, 1.0);
+        expiring.expires_ms = Some(25_000); // the third cycle is at 30 s
+        c.set_override(expiring).unwrap();
+        c.step(&mut backend).unwrap();
+        assert!(c.overrides().get("u1").is_some());
+        c.step(&mut backend).unwrap();
+        assert!(c.overrides().get("u1").is_none(), "expired");
+        c.shutdown();
+        let (w, rows) = writer(&path);
+        let mut again = Controller::new(Some(w));
+        assert_eq!(again.adopt_overrides(rows), 1);
+        assert_eq!(again.overrides().get("u0").unwrap().max.cpu, Some(0.5));
+        again.shutdown();
     }
 }

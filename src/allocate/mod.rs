@@ -4,6 +4,7 @@
 
 pub mod baselines;
 pub mod kind;
+pub mod overrides;
 pub mod prescient;
 pub mod rules;
 pub mod solve;

@@ -45,12 +45,17 @@ pub struct DaemonArgs {
     /// A valid profile is never moved, nor one that merely cannot be read or written.
     #[arg(long)]
     pub reset_db: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, overriding [control]
+    /// metrics_listen (default 127.0.0.1:9187; "off": only over the control socket).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Print a table of every tenant's stats each cycle on stdout.
     #[arg(long)]
     pub print_stats: bool,
 }
 
-pub fn run(a: DaemonArgs) -> super::CliResult {
+/// `socket`: the global `--socket`, overriding [control] socket.
+pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
     let (mut cfg, origin) = match &a.config {
         Some(path) => (Config::load(path)?, path.display().to_string()),
         None => (Config::default(), "defaults".to_string()),
@@ -72,6 +77,12 @@ pub fn run(a: DaemonArgs) -> super::CliResult {
     }
     if a.dry_run {
         cfg.actuate.dry_run = true;
+    }
+    if let Some(s) = socket {
+        cfg.control.socket = s;
+    }
+    if let Some(m) = a.metrics {
+        cfg.control.metrics_listen = m;
     }
     if let Some(i) = a.interval {
         cfg.daemon.interval_seconds = i;

@@ -27,11 +27,13 @@ macro_rules! errln {
 }
 
 pub mod bench;
+pub mod client;
 pub mod collect;
 pub mod daemon;
 pub mod forecast_eval;
 pub mod forecast_plot;
 pub mod frontier_plot;
+pub mod operator;
 pub mod policy;
 pub mod simulate;
 
@@ -47,6 +49,11 @@ pub struct Cli {
     /// Log filter (e.g. `info`, `debug`, `prescient=trace`); overrides RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// The daemon's control socket: where `daemon` listens ("off": no socket) and the
+    /// operator's commands connect (default /run/prescient/prescient.sock, or
+    /// $PRESCIENT_SOCKET).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +82,32 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// Print cost figures of a component (release build advised).
     Bench(bench::BenchArgs),
+    /// The running daemon's health: last cycle, host capacity, shadow prices, counts.
+    Status(operator::ReportArgs),
+    /// Every tenant's class, usage now, forecast (p50, p95), allocation and what is in
+    /// force, per resource.
+    Tenants(operator::ReportArgs),
+    /// Why a tenant has its allocation: forecast quantiles, model weights, the price λ,
+    /// which constraint bound, its override, intents and recent refusals.
+    Explain(operator::ExplainArgs),
+    /// Hard constraints an operator sets on a tenant's allocation (needs root or the
+    /// admin group to change).
+    Override(operator::OverrideArgs),
+    /// Declared upcoming demand the forecaster blends in, weighted by the tenant's record.
+    Intent(operator::IntentArgs),
+    /// Stop changing the domains: allocations are still decided and logged (a dry run).
+    Pause,
+    /// Apply allocations again after `pause`.
+    Resume,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `prescient completions bash > /etc/bash_completion.d/prescient`.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `prescient man > prescient.1; man -l prescient.1`.
+    Man,
 }
 
 /// What went wrong, for `main` to print.
@@ -88,14 +121,36 @@ pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    let socket = || client::socket(cli.socket.as_deref());
     match cli.command {
-        Command::Daemon(a) => daemon::run(a),
+        Command::Daemon(a) => daemon::run(a, cli.socket.clone()),
         Command::Collect(a) => collect::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::ForecastEval(a) => forecast_eval::run(a),
         Command::ForecastPlot(a) => forecast_plot::run(a),
         Command::FrontierPlot(a) => frontier_plot::run(a),
-        Command::Policy(a) => policy::run(a),
+        Command::Policy(a) => policy::run(a, &socket()),
         Command::Bench(a) => bench::run(a),
+        Command::Status(a) => operator::status(&socket(), a),
+        Command::Tenants(a) => operator::tenants(&socket(), a),
+        Command::Explain(a) => operator::explain(&socket(), a),
+        Command::Override(a) => operator::overrides(&socket(), a),
+        Command::Intent(a) => operator::intents(&socket(), a),
+        Command::Pause => operator::pause(&socket(), true),
+        Command::Resume => operator::pause(&socket(), false),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "prescient", &mut out);
+            out!("{}", String::from_utf8_lossy(&out))?;
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out!("{}", String::from_utf8_lossy(&out))?;
+            Ok(())
+        }
     }
 }

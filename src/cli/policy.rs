@@ -39,10 +39,15 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running daemon to reread its policy file (as SIGHUP does): a valid file is
+    /// obeyed from the next cycle on; an invalid one is refused with its error and the
+    /// rules in force stay. Needs root or the admin group.
+    Reload,
 }
 
-pub fn run(a: PolicyArgs) -> super::CliResult {
+pub fn run(a: PolicyArgs, socket: &std::path::Path) -> super::CliResult {
     match a.command {
+        PolicyCommand::Reload => super::operator::reload(socket),
         PolicyCommand::Validate { file, json } => {
             let rules = Rules::load(&file)?;
             if json {

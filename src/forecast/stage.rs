@@ -214,6 +214,16 @@ impl ForecastStage {
         found
     }
 
+    /// Every tenant's intents, by UUID.
+    pub fn all_intents(&self) -> impl Iterator<Item = (&Arc<str>, &IntentBook)> {
+        self.tenants.iter().map(|(u, e)| (u, &e.intents))
+    }
+
+    /// A tenant's forecaster (its models' weights and errors, for inspection).
+    pub fn forecaster(&self, uuid: &str) -> Option<&super::TenantForecaster> {
+        self.tenants.get(uuid).map(|e| &e.forecaster)
+    }
+
     /// A tenant's intents and the trust they have earned.
     pub fn intents(&self, uuid: &str) -> Option<&IntentBook> {
         self.tenants.get(uuid).map(|e| &e.intents)

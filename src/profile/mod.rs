@@ -126,6 +126,16 @@ CREATE TABLE taken_over (
     settings_json TEXT NOT NULL
 );
 "#,
+    r#"
+-- What operators set through the control socket and what must survive a restart: each
+-- kind (override, intent_note) is rewritten whole when it changes.
+CREATE TABLE operator_state (
+    kind      TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    json      TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// One change tried on a domain, as the profile keeps it: accepted, or refused (a denial)
@@ -737,6 +747,39 @@ impl ProfileDb {
         }
         tx.commit().map_err(sql)?;
         Ok(saved)
+    }
+
+    /// Replace every row of `kind` in the operator's state with `rows` (key, JSON).
+    pub fn save_operator_state(
+        &mut self,
+        kind: &str,
+        rows: &[(String, String)],
+    ) -> Result<(), ProfileError> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute("DELETE FROM operator_state WHERE kind = ?1", params![kind])
+            .map_err(&sql)?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT INTO operator_state (kind, key, json) VALUES (?1, ?2, ?3)")
+                .map_err(&sql)?;
+            for (key, json) in rows {
+                put.execute(params![kind, key, json]).map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The operator's state of `kind`: (key, JSON) rows.
+    pub fn load_operator_state(&self, kind: &str) -> Result<Vec<(String, String)>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT key, json FROM operator_state WHERE kind = ?1 ORDER BY key")
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// What each domain had when prescient first saw it: (UUID, settings). Unreadable rows

@@ -305,7 +305,7 @@ fn an_older_profile_is_migrated() {
     drop(ProfileDb::open(&path, false).unwrap());
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TABLE taken_over; DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
+        "DROP TABLE operator_state; DROP TABLE taken_over; DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
          PRAGMA user_version=1;",
     )
     .unwrap();

@@ -29,6 +29,12 @@ enum Msg {
     /// What domains had when first seen (at_ms, per UUID).
     TakenOver(i64, Vec<DomainSettings>),
     Flush(mpsc::Sender<Result<(), String>>),
+    /// Replace the operator's state of one kind (kind, rows), answering when committed.
+    OperatorState(
+        &'static str,
+        Vec<(String, String)>,
+        mpsc::Sender<Result<(), String>>,
+    ),
 }
 
 /// What the writer did, reported at shutdown.
@@ -187,6 +193,21 @@ impl ProfileWriter {
         }
     }
 
+    /// Replace the operator's state of `kind` (overrides, intent notes) and wait until it is
+    /// committed.
+    pub fn save_operator_state(
+        &self,
+        kind: &'static str,
+        rows: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::OperatorState(kind, rows, tx))
+            .map_err(|_| "profile writer has stopped".to_string())?;
+        rx.recv()
+            .map_err(|_| "profile writer has stopped".to_string())?
+    }
+
     /// Wait until everything submitted so far is committed.
     pub fn flush(&self) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
@@ -294,6 +315,13 @@ fn run(
                     if let Err(e) = db.save_taken_over(at_ms, &domains) {
                         tracing::error!("cannot keep the domains' original settings: {e}");
                     }
+                }
+                Msg::OperatorState(kind, rows, reply) => {
+                    let saved = db.save_operator_state(kind, &rows);
+                    if let Err(e) = &saved {
+                        tracing::error!("cannot store the operator's {kind} state: {e}");
+                    }
+                    let _ = reply.send(saved.map_err(|e| e.to_string()));
                 }
                 Msg::Forecasters(format, at_ms, states) => {
                     // Samples first: the tenants' rows must exist.

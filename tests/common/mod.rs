@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// `prescient daemon` (the binary at `bin`) against libvirt's in-process test driver,
-/// collecting every 50 ms into the profile `db`.
+/// collecting every 50 ms into the profile `db`, its control socket beside it (see
+/// [`socket_of`]) and no metrics listener (tests run side by side).
 pub fn daemon(bin: &Path, db: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args([
@@ -14,10 +15,19 @@ pub fn daemon(bin: &Path, db: &Path) -> Command {
         "test:///default",
         "--interval",
         "0.05",
-        "--db",
+        "--metrics",
+        "off",
+        "--socket",
     ])
+    .arg(socket_of(db))
+    .arg("--db")
     .arg(db);
     cmd
+}
+
+/// The control socket of the daemon [`daemon`] starts on `db`.
+pub fn socket_of(db: &Path) -> std::path::PathBuf {
+    db.with_file_name("prescient.sock")
 }
 
 /// Committed samples as another process sees them (read-only, like an operator's sqlite3);

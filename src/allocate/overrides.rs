@@ -1,0 +1,302 @@
+//! Operator overrides: hard constraints on one tenant's allocation, set through the control
+//! socket (`prescient override set`). An override replaces what the domain's metadata and the
+//! policy file say: its class, a minimum and a maximum per resource, or a freeze that holds
+//! every amount where it was. Each may expire; the control loop drops it at its time.
+//!
+//! They act on the policy's inputs, not on its output: the control loop rewrites each
+//! overridden tenant's declared policy (class, guarantee, limit) before the policy decides,
+//! so that every policy obeys them through [`super::rules::Rules::bounds`] and the capacity
+//! they leave is shared among the others by the same solve.
+
+use crate::collect::{Observation, TenantStats};
+use crate::model::{Amounts, Class, Resource};
+use crate::plan::Allocation;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The longest an override may be set for (30 days); without a time it holds until cleared.
+pub const MAX_TTL_S: f64 = 30.0 * 86_400.0;
+
+/// One tenant's override, amounts in the pipeline's units (cores, KiB, bytes/s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub uuid: Arc<str>,
+    pub name: Arc<str>,
+    #[serde(default)]
+    pub class: Option<Class>,
+    #[serde(default)]
+    pub min: Amounts,
+    #[serde(default)]
+    pub max: Amounts,
+    /// Hold every amount at what it was when the override was set.
+    #[serde(default)]
+    pub freeze: bool,
+    /// Held amounts of a freeze (taken from the allocation in force when it was set).
+    #[serde(default)]
+    pub frozen: Amounts,
+    /// Unix ms after which the override no longer holds (None: until cleared).
+    pub expires_ms: Option<i64>,
+    /// Who set it (user name and uid), and when (Unix ms).
+    pub set_by: String,
+    pub set_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("{field}: {value} is not a finite number ≥ 0")]
+    Amount { field: String, value: f64 },
+    #[error("{resource}: the minimum {min} is above the maximum {max}")]
+    MinAboveMax {
+        resource: Resource,
+        min: f64,
+        max: f64,
+    },
+    #[error("ttl: {0} s is not between 1 s and 30 days")]
+    Ttl(f64),
+    #[error("an override must set a class, a minimum, a maximum or a freeze")]
+    Empty,
+}
+
+impl Override {
+    /// Check the amounts and that it asks for something.
+    pub fn validate(&self) -> Result<(), OverrideError> {
+        for r in Resource::ALL {
+            for (kind, v) in [("min", self.min.get(r)), ("max", self.max.get(r))] {
+                if let Some(v) = *v
+                    && !(v.is_finite() && v >= 0.0)
+                {
+                    return Err(OverrideError::Amount {
+                        field: format!("{kind}.{r}"),
+                        value: v,
+                    });
+                }
+            }
+            if let (Some(min), Some(max)) = (*self.min.get(r), *self.max.get(r))
+                && min > max
+            {
+                return Err(OverrideError::MinAboveMax {
+                    resource: r,
+                    min,
+                    max,
+                });
+            }
+        }
+        let any = |a: &Amounts| Resource::ALL.iter().any(|r| a.get(*r).is_some());
+        if self.class.is_none() && !self.freeze && !any(&self.min) && !any(&self.max) {
+            return Err(OverrideError::Empty);
+        }
+        Ok(())
+    }
+
+    /// Whether it has expired at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_some_and(|t| now_ms >= t)
+    }
+}
+
+/// The overrides in force, by tenant UUID.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    by_uuid: BTreeMap<Arc<str>, Override>,
+}
+
+impl Overrides {
+    pub fn new(list: Vec<Override>) -> Self {
+        Overrides {
+            by_uuid: list.into_iter().map(|o| (o.uuid.clone(), o)).collect(),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Override> {
+        self.by_uuid.values().cloned().collect()
+    }
+
+    pub fn get(&self, uuid: &str) -> Option<&Override> {
+        self.by_uuid.get(uuid)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_uuid.is_empty()
+    }
+
+    /// Set (or replace) a tenant's override. A freeze takes its amounts from `last`, the
+    /// allocation in force (a freeze with nothing decided yet holds nothing).
+    pub fn set(&mut self, mut o: Override, last: Option<&Allocation>) -> Result<(), OverrideError> {
+        o.validate()?;
+        o.frozen = Amounts::default();
+        if o.freeze
+            && let Some(t) = last.and_then(|a| a.tenants.iter().find(|t| t.uuid == o.uuid))
+        {
+            for r in Resource::ALL {
+                *o.frozen.get_mut(r) = Some(*t.amounts.get(r));
+            }
+        }
+        self.by_uuid.insert(o.uuid.clone(), o);
+        Ok(())
+    }
+
+    /// Remove a tenant's override; the removed one, if there was one.
+    pub fn clear(&mut self, uuid: &str) -> Option<Override> {
+        self.by_uuid.remove(uuid)
+    }
+
+    /// Drop and return the overrides that have expired at `now_ms`.
+    pub fn expire(&mut self, now_ms: i64) -> Vec<Override> {
+        let gone: Vec<Arc<str>> = (self.by_uuid.values())
+            .filter(|o| o.expired(now_ms))
+            .map(|o| o.uuid.clone())
+            .collect();
+        gone.iter().filter_map(|u| self.by_uuid.remove(u)).collect()
+    }
+
+    /// Rewrite each overridden tenant's declared policy in `obs`: the class, the minimum as
+    /// its guarantee, the maximum as its limit, and a freeze as both at the held amounts.
+    pub fn apply(&self, obs: &mut Observation) {
+        if self.by_uuid.is_empty() {
+            return;
+        }
+        for t in &mut obs.tenants {
+            self.apply_one(t);
+        }
+    }
+
+    /// [`Self::apply`] to one tenant.
+    pub fn apply_one(&self, t: &mut TenantStats) {
+        {
+            let Some(o) = self.by_uuid.get(&t.id.uuid) else {
+                return;
+            };
+            if let Some(c) = o.class {
+                t.policy.class = c;
+            }
+            for r in Resource::ALL {
+                let (lo, hi) = if o.freeze && o.frozen.get(r).is_some() {
+                    (*o.frozen.get(r), *o.frozen.get(r))
+                } else {
+                    (*o.min.get(r), *o.max.get(r))
+                };
+                if let Some(lo) = lo {
+                    *t.policy.guarantee.get_mut(r) = Some(lo);
+                }
+                if let Some(hi) = hi {
+                    *t.policy.limit.get_mut(r) = Some(hi);
+                    // A declared guarantee above the override's maximum yields to it.
+                    if t.policy.guarantee.get(r).is_some_and(|g| g > hi) {
+                        *t.policy.guarantee.get_mut(r) = Some(hi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PerResource, TenantId};
+    use crate::plan::TenantAllocation;
+
+    fn ov(uuid: &str) -> Override {
+        Override {
+            uuid: uuid.into(),
+            name: uuid.into(),
+            class: None,
+            min: Amounts::default(),
+            max: Amounts::default(),
+            freeze: false,
+            frozen: Amounts::default(),
+            expires_ms: None,
+            set_by: "root (uid 0)".into(),
+            set_ms: 0,
+        }
+    }
+
+    fn obs() -> Observation {
+        let mut t = TenantStats {
+            id: TenantId {
+                uuid: "u1".into(),
+                name: "t1".into(),
+            },
+            ..Default::default()
+        };
+        t.policy.guarantee.mem = Some(1000.0);
+        Observation {
+            tenants: vec![t],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_with_the_field_named() {
+        assert_eq!(ov("u1").validate(), Err(OverrideError::Empty));
+        let mut o = ov("u1");
+        o.min.cpu = Some(-1.0);
+        assert!(o.validate().unwrap_err().to_string().contains("min.cpu"));
+        let mut o = ov("u1");
+        o.min.cpu = Some(3.0);
+        o.max.cpu = Some(2.0);
+        assert!(matches!(
+            o.validate(),
+            Err(OverrideError::MinAboveMax { .. })
+        ));
+        let mut o = ov("u1");
+        o.max.net = Some(f64::NAN);
+        assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn apply_rewrites_class_and_bounds_and_a_maximum_wins_over_a_declared_guarantee() {
+        let mut set = Overrides::default();
+        let mut o = ov("u1");
+        o.class = Some(Class::Gold);
+        o.min.cpu = Some(2.0);
+        o.max.mem = Some(500.0);
+        set.set(o, None).unwrap();
+        let mut obs = obs();
+        set.apply(&mut obs);
+        let p = &obs.tenants[0].policy;
+        assert_eq!(p.class, Class::Gold);
+        assert_eq!(p.guarantee.cpu, Some(2.0));
+        assert_eq!(p.limit.mem, Some(500.0));
+        assert_eq!(p.guarantee.mem, Some(500.0));
+    }
+
+    #[test]
+    fn a_freeze_holds_the_amounts_in_force_when_it_was_set() {
+        let last = Allocation {
+            tenants: vec![TenantAllocation {
+                uuid: "u1".into(),
+                amounts: PerResource {
+                    cpu: 1.5,
+                    mem: 2048.0,
+                    disk: 0.0,
+                    net: 7.0,
+                },
+                reasons: None,
+            }],
+        };
+        let mut set = Overrides::default();
+        let mut o = ov("u1");
+        o.freeze = true;
+        set.set(o, Some(&last)).unwrap();
+        let mut obs = obs();
+        set.apply(&mut obs);
+        let p = &obs.tenants[0].policy;
+        assert_eq!((p.guarantee.cpu, p.limit.cpu), (Some(1.5), Some(1.5)));
+        assert_eq!((p.guarantee.net, p.limit.net), (Some(7.0), Some(7.0)));
+    }
+
+    #[test]
+    fn expired_overrides_are_dropped() {
+        let mut set = Overrides::default();
+        let mut o = ov("u1");
+        o.class = Some(Class::Bronze);
+        o.expires_ms = Some(1000);
+        set.set(o, None).unwrap();
+        assert!(set.expire(999).is_empty());
+        assert_eq!(set.expire(1000).len(), 1);
+        assert!(set.is_empty());
+    }
+}

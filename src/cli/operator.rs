@@ -1,0 +1,660 @@
+//! The operator's commands, each one request to the daemon's control socket: status,
+//! tenants, explain, overrides, intents, pause and resume.
+
+use super::client::call;
+use super::collect::utc;
+use crate::allocate::overrides::Override;
+use crate::control::action::{IntentSpec, OverrideSpec, Quantities, percent_encode};
+use crate::control::view::{Explain, IntentView, Status, TenantView};
+use crate::model::{Class, Resource};
+use clap::{Args, Subcommand};
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Print the daemon's answer as JSON (amounts in cores, KiB and bytes/s).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The tenant's name or UUID.
+    #[arg(value_name = "TENANT")]
+    pub tenant: String,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct OverrideArgs {
+    #[command(subcommand)]
+    pub command: OverrideCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OverrideCommand {
+    /// Set hard constraints on a tenant's allocation, in force from the next cycle until
+    /// cleared or expired (kept in the profile database across restarts).
+    ///
+    /// Amounts are RESOURCE=VALUE with cpu in cores, mem in MiB, disk and net in bytes/s,
+    /// e.g. `--min cpu=2 --max mem=4096`. A new override replaces the tenant's old one.
+    Set {
+        /// The tenant's name or UUID.
+        #[arg(value_name = "TENANT")]
+        tenant: String,
+        /// Treat the tenant as this class (gold, silver, bronze).
+        #[arg(long, value_name = "CLASS")]
+        class: Option<Class>,
+        /// Never give it less than this (repeatable).
+        #[arg(long, value_name = "RESOURCE=VALUE", value_parser = parse_amount)]
+        min: Vec<(Resource, f64)>,
+        /// Never give it more than this (repeatable).
+        #[arg(long, value_name = "RESOURCE=VALUE", value_parser = parse_amount)]
+        max: Vec<(Resource, f64)>,
+        /// Hold every amount where it is now.
+        #[arg(long)]
+        freeze: bool,
+        /// Expire after this long (e.g. 30m, 2h, 1d); without it, until cleared.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<f64>,
+    },
+    /// List the overrides in force.
+    List(ReportArgs),
+    /// Remove a tenant's override.
+    Clear {
+        #[arg(value_name = "TENANT")]
+        tenant: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IntentArgs {
+    #[command(subcommand)]
+    pub command: IntentCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntentCommand {
+    /// Declare a tenant's upcoming demand (say, a batch job at 02:00). The forecaster blends
+    /// it in over the window, weighted by how well the tenant's past intents came true.
+    ///
+    /// Each amount is the tenant's total use of the resource during the window.
+    Add {
+        #[arg(value_name = "TENANT")]
+        tenant: String,
+        /// When it starts: `now`, `+10m` (from now), an RFC 3339 time such as
+        /// 2026-12-03T14:00:00Z, or Unix seconds.
+        #[arg(long, value_name = "TIME")]
+        start: String,
+        /// How long it lasts (e.g. 45m, 2h; at most 7 days).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: f64,
+        /// CPU in cores.
+        #[arg(long, value_name = "CORES")]
+        cpu: Option<f64>,
+        /// Memory in MiB.
+        #[arg(long, value_name = "MIB")]
+        mem: Option<f64>,
+        /// Disk throughput in bytes/s.
+        #[arg(long, value_name = "BYTES_PER_S")]
+        disk: Option<f64>,
+        /// Network throughput in bytes/s.
+        #[arg(long, value_name = "BYTES_PER_S")]
+        net: Option<f64>,
+        /// A note for the record (what the demand is).
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// List the pending intents with their trust.
+    List(ReportArgs),
+    /// Withdraw a pending intent.
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+}
+
+/// `RESOURCE=VALUE` in the operator's units, to the pipeline's (mem MiB → KiB is done later).
+fn parse_amount(s: &str) -> Result<(Resource, f64), String> {
+    let (r, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected RESOURCE=VALUE, e.g. cpu=2 or mem=4096"))?;
+    let r = match r.trim() {
+        "cpu" => Resource::Cpu,
+        "mem" => Resource::Mem,
+        "disk" => Resource::Disk,
+        "net" => Resource::Net,
+        other => return Err(format!("{other:?}: expected cpu, mem, disk or net")),
+    };
+    let v: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not a number"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("{v} is not a finite number ≥ 0"));
+    }
+    Ok((r, v))
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| format!("{s:?}: {e} (e.g. 90s, 30m, 2h)"))
+}
+
+/// A start time: `now`, `+DURATION`, RFC 3339, or Unix seconds.
+fn parse_start(s: &str, now_s: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_s);
+    }
+    if let Some(d) = s.strip_prefix('+') {
+        return Ok(now_s + parse_duration(d)? as i64);
+    }
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| {
+            format!("--start {s:?}: {e} (use now, +10m, 2026-12-03T14:00:00Z or Unix seconds)")
+        })
+        .map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        })
+}
+
+fn quantities(list: &[(Resource, f64)]) -> Quantities {
+    let mut q = Quantities::default();
+    for (r, v) in list {
+        match r {
+            Resource::Cpu => q.cpu_cores = Some(*v),
+            Resource::Mem => q.mem_mib = Some(*v),
+            Resource::Disk => q.disk_bytes_per_s = Some(*v),
+            Resource::Net => q.net_bytes_per_s = Some(*v),
+        }
+    }
+    q
+}
+
+/// A value in the pipeline's unit of `r`, for people.
+pub fn show(r: Resource, v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.is_infinite() => "∞".into(),
+        Some(v) => match r {
+            Resource::Cpu => format!("{v:.2}"),
+            Resource::Mem => format!("{:.0}Mi", v / 1024.0),
+            Resource::Disk | Resource::Net => format!("{:.2}M", v / 1e6),
+        },
+    }
+}
+
+fn units_line() -> &'static str {
+    "(cpu in cores, mem in MiB, disk and net in MB/s)"
+}
+
+pub fn status(socket: &Path, a: ReportArgs) -> super::CliResult {
+    let body = call(socket, "GET", "/v1/status", None)?;
+    if a.json {
+        outln!("{}", body.trim_end())?;
+        return Ok(());
+    }
+    let s: Status = serde_json::from_str(&body)?;
+    out!("{}", render_status(&s))?;
+    Ok(())
+}
+
+fn render_status(s: &Status) -> String {
+    let mut o = String::new();
+    let up = ((s.at_unix_ms - s.started_unix_ms).max(0) / 1000) as u64;
+    let _ = writeln!(
+        o,
+        "prescient {} on {}: up {}, {} cycles every {} s",
+        s.version,
+        s.backend,
+        humantime::format_duration(std::time::Duration::from_secs(up)),
+        s.cycles,
+        s.interval_s
+    );
+    let _ = writeln!(
+        o,
+        "policy:      {}{}",
+        s.policy
+            .as_deref()
+            .unwrap_or("none (observing and forecasting only)"),
+        match (&s.policy, s.paused) {
+            (Some(_), true) => " — PAUSED: decided and logged, not applied",
+            (Some(_), false) => " — applied",
+            _ => "",
+        }
+    );
+    if let Some(f) = &s.policy_file {
+        let _ = writeln!(o, "policy file: {f}");
+    }
+    match &s.last_cycle {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "last cycle:  {}, took {:.3} s (policy {:.3} s){}",
+                utc(c.at_unix_ms),
+                c.duration_s,
+                c.decide_s,
+                c.error
+                    .as_ref()
+                    .map(|e| format!(" — FAILED: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(o, "last cycle:  none yet");
+        }
+    }
+    if let Some(h) = &s.host {
+        let _ = writeln!(
+            o,
+            "host:        {}, {} CPUs, {:.1} GiB; the tenants may have cpu {}, mem {}, disk {}, net {}",
+            h.hostname,
+            h.cpus,
+            h.memory_kib as f64 / 1024.0 / 1024.0,
+            show(Resource::Cpu, h.capacity.cpu),
+            show(Resource::Mem, h.capacity.mem),
+            show(Resource::Disk, h.capacity.disk),
+            show(Resource::Net, h.capacity.net),
+        );
+    }
+    if let Some(p) = &s.shadow_prices {
+        let _ = writeln!(
+            o,
+            "price λ:     cpu {:.3}, mem {:.3}, disk {:.3}, net {:.3} (0: room to spare)",
+            p.cpu, p.mem, p.disk, p.net
+        );
+    }
+    let d = &s.denials_total;
+    let _ = writeln!(
+        o,
+        "tenants {}, overrides {}, pending intents {}; refused changes: cpu {}, mem {}, disk {}, net {}; failed cycles {}",
+        s.tenants, s.overrides, s.intents, d.cpu, d.mem, d.disk, d.net, s.cycle_errors_total
+    );
+    o
+}
+
+pub fn tenants(socket: &Path, a: ReportArgs) -> super::CliResult {
+    let body = call(socket, "GET", "/v1/tenants", None)?;
+    if a.json {
+        outln!("{}", body.trim_end())?;
+        return Ok(());
+    }
+    let list: Vec<TenantView> = serde_json::from_str(&body)?;
+    out!("{}", render_tenants(&list))?;
+    Ok(())
+}
+
+fn render_tenants(list: &[TenantView]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<20} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  BOUND BY",
+        "TENANT", "CLASS", "RES", "NOW", "P50", "P95", "ALLOC", "IN FORCE"
+    );
+    let mut list: Vec<&TenantView> = list.iter().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in list {
+        for r in Resource::ALL {
+            let (name, class) = if r == Resource::Cpu {
+                let mark = if t.overridden { "*" } else { "" };
+                (format!("{}{mark}", t.name), t.class.name())
+            } else {
+                (String::new(), "")
+            };
+            let f = t.forecast.as_ref().map(|f| *f.get(r));
+            let _ = writeln!(
+                o,
+                "{:<20} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+                name,
+                class,
+                r.name(),
+                show(r, *t.usage.get(r)),
+                show(r, f.map(|b| b.p50)),
+                show(r, f.map(|b| b.p95)),
+                show(r, t.allocation.map(|a| *a.get(r))),
+                show(r, *t.in_force.get(r)),
+                t.binding
+                    .map(|b| format!("{:?}", b.get(r)).to_lowercase())
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    let _ = writeln!(o, "{} * an override holds", units_line());
+    o
+}
+
+pub fn explain(socket: &Path, a: ExplainArgs) -> super::CliResult {
+    let path = format!("/v1/tenants/{}/explain", percent_encode(&a.tenant));
+    let body = call(socket, "GET", &path, None)?;
+    if a.report.json {
+        outln!("{}", body.trim_end())?;
+        return Ok(());
+    }
+    let e: Explain = serde_json::from_str(&body)?;
+    out!("{}", render_explain(&e))?;
+    Ok(())
+}
+
+fn render_explain(e: &Explain) -> String {
+    let mut o = String::new();
+    let t = &e.tenant;
+    let _ = writeln!(o, "{} ({}), class {}", t.name, t.uuid, t.class);
+    for r in Resource::ALL {
+        let _ = writeln!(o, "\n{r}:");
+        let f = t.forecast.as_ref().map(|f| *f.get(r));
+        let _ = writeln!(
+            o,
+            "  used {} last interval{}; coming bucket forecast p50 {}, p90 {}, p95 {}, p99 {}",
+            show(r, *t.usage.get(r)),
+            if *t.capped.get(r) {
+                " (capped: it wanted more)"
+            } else {
+                ""
+            },
+            show(r, f.map(|b| b.p50)),
+            show(r, f.map(|b| b.p90)),
+            show(r, f.map(|b| b.p95)),
+            show(r, f.map(|b| b.p99)),
+        );
+        let w = e.weights.get(r);
+        if !w.is_empty() {
+            let list: Vec<String> = (w.iter())
+                .map(|m| format!("{} {:.0}%", m.model, m.weight * 100.0))
+                .collect();
+            let _ = writeln!(o, "  models: {}", list.join(", "));
+        }
+        let (lo, hi) = e.bounds.get(r);
+        let _ = writeln!(
+            o,
+            "  held within {} … {}{}",
+            show(r, Some(*lo)),
+            show(r, Some(hi.unwrap_or(f64::INFINITY))),
+            match &e.override_ {
+                Some(ov) if ov.min.get(r).is_some() || ov.max.get(r).is_some() || ov.freeze =>
+                    " (an operator's override)",
+                _ => "",
+            }
+        );
+        match (
+            t.allocation.map(|a| *a.get(r)),
+            e.reasons.map(|x| *x.get(r)),
+        ) {
+            (Some(a), Some(reason)) => {
+                let why = match reason.binding {
+                    crate::plan::Binding::None => {
+                        "its class's quantile of the forecast: nothing bound".to_string()
+                    }
+                    crate::plan::Binding::Reservation => "held up at its reservation".into(),
+                    crate::plan::Binding::Limit => "held down at its limit".into(),
+                    crate::plan::Binding::Capacity => format!(
+                        "held down by the host's capacity (price λ = {:.3})",
+                        reason.lambda
+                    ),
+                };
+                let _ = writeln!(
+                    o,
+                    "  allocated {} ({why}; learned sensitivity {:.2}); in force {}",
+                    show(r, Some(a)),
+                    reason.sensitivity,
+                    show(r, *t.in_force.get(r))
+                );
+            }
+            (Some(a), None) => {
+                let _ = writeln!(
+                    o,
+                    "  allocated {} by the policy's rule (it solves nothing, so gives no \
+                     reasons); in force {}",
+                    show(r, Some(a)),
+                    show(r, *t.in_force.get(r))
+                );
+            }
+            _ => {
+                let _ = writeln!(o, "  not allocated (the daemon runs no policy)");
+            }
+        }
+    }
+    if !e.steps.is_empty() {
+        let _ = writeln!(o, "\ncoming buckets (p50 … p95):");
+        for s in &e.steps {
+            let cells: Vec<String> = (Resource::ALL.iter())
+                .map(|r| {
+                    let b = s.band.get(*r);
+                    format!("{r} {}…{}", show(*r, Some(b.p50)), show(*r, Some(b.p95)))
+                })
+                .collect();
+            let _ = writeln!(o, "  {}  {}", utc(s.start_unix_s * 1000), cells.join("  "));
+        }
+    }
+    if let Some(ov) = &e.override_ {
+        let _ = writeln!(o, "\noverride: {}", describe_override(ov));
+    }
+    if !e.intents.is_empty() {
+        let _ = writeln!(o, "\nintents:");
+        for i in &e.intents {
+            let _ = writeln!(o, "  {}", describe_intent(i));
+        }
+    }
+    if !e.denials.is_empty() {
+        let _ = writeln!(o, "\nrecent refusals:");
+        for d in &e.denials {
+            let r = d.resource.unwrap_or(Resource::Cpu);
+            let _ = writeln!(
+                o,
+                "  {} {r}: wanted {}, got {}: {}",
+                utc(d.at_unix_ms),
+                show(r, Some(d.wanted)),
+                show(r, d.got),
+                d.message
+            );
+        }
+    }
+    let _ = writeln!(o, "\n{}", units_line());
+    o
+}
+
+fn describe_override(o: &Override) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = o.class {
+        parts.push(format!("class {c}"));
+    }
+    for r in Resource::ALL {
+        if let Some(v) = *o.min.get(r) {
+            parts.push(format!("min {r} {}", show(r, Some(v))));
+        }
+        if let Some(v) = *o.max.get(r) {
+            parts.push(format!("max {r} {}", show(r, Some(v))));
+        }
+    }
+    if o.freeze {
+        parts.push("frozen".into());
+    }
+    let until = match o.expires_ms {
+        Some(t) => format!("until {}", utc(t)),
+        None => "until cleared".into(),
+    };
+    format!(
+        "{}: {}; set by {} at {}, {until}",
+        o.name,
+        parts.join(", "),
+        o.set_by,
+        utc(o.set_ms)
+    )
+}
+
+fn describe_intent(i: &IntentView) -> String {
+    let r = i.resource.unwrap_or(Resource::Cpu);
+    format!(
+        "#{} {} {r} {} from {} for {} (trust {:.2}){}",
+        i.id,
+        i.tenant,
+        show(r, Some(i.amount)),
+        utc(i.start_unix_s * 1000),
+        humantime::format_duration(std::time::Duration::from_secs(i.duration_s.max(0) as u64)),
+        i.trust,
+        i.note
+            .as_ref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn overrides(socket: &Path, a: OverrideArgs) -> super::CliResult {
+    match a.command {
+        OverrideCommand::Set {
+            tenant,
+            class,
+            min,
+            max,
+            freeze,
+            ttl,
+        } => {
+            let spec = OverrideSpec {
+                class,
+                min: quantities(&min),
+                max: quantities(&max),
+                freeze,
+                ttl_seconds: ttl,
+            };
+            let path = format!("/v1/overrides/{}", percent_encode(&tenant));
+            call(socket, "PUT", &path, Some(&serde_json::to_value(&spec)?))?;
+            outln!("override set on {tenant}; in force from the next cycle")?;
+        }
+        OverrideCommand::Clear { tenant } => {
+            let path = format!("/v1/overrides/{}", percent_encode(&tenant));
+            call(socket, "DELETE", &path, None)?;
+            outln!("override on {tenant} cleared")?;
+        }
+        OverrideCommand::List(r) => {
+            let body = call(socket, "GET", "/v1/overrides", None)?;
+            if r.json {
+                outln!("{}", body.trim_end())?;
+            } else {
+                let list: Vec<Override> = serde_json::from_str(&body)?;
+                if list.is_empty() {
+                    outln!("no overrides")?;
+                }
+                for o in &list {
+                    outln!("{}", describe_override(o))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn intents(socket: &Path, a: IntentArgs) -> super::CliResult {
+    match a.command {
+        IntentCommand::Add {
+            tenant,
+            start,
+            duration,
+            cpu,
+            mem,
+            disk,
+            net,
+            note,
+            report,
+        } => {
+            let now_s = crate::model::now_unix_ms() / 1000;
+            let spec = IntentSpec {
+                tenant: tenant.clone(),
+                start_unix_s: parse_start(&start, now_s)?,
+                duration_s: duration.round() as i64,
+                demand: Quantities {
+                    cpu_cores: cpu,
+                    mem_mib: mem,
+                    disk_bytes_per_s: disk,
+                    net_bytes_per_s: net,
+                },
+                note,
+            };
+            if spec.demand.is_empty() {
+                return Err("intent add: give at least one of --cpu, --mem, --disk, --net".into());
+            }
+            let body = call(
+                socket,
+                "POST",
+                "/v1/intents",
+                Some(&serde_json::to_value(&spec)?),
+            )?;
+            if report.json {
+                outln!("{}", body.trim_end())?;
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                outln!("intent declared for {tenant}: ids {}", v["ids"])?;
+            }
+        }
+        IntentCommand::Cancel { id } => {
+            call(socket, "DELETE", &format!("/v1/intents/{id}"), None)?;
+            outln!("intent {id} cancelled")?;
+        }
+        IntentCommand::List(r) => {
+            let body = call(socket, "GET", "/v1/intents", None)?;
+            if r.json {
+                outln!("{}", body.trim_end())?;
+            } else {
+                let list: Vec<IntentView> = serde_json::from_str(&body)?;
+                if list.is_empty() {
+                    outln!("no pending intents")?;
+                }
+                for i in &list {
+                    outln!("{}", describe_intent(i))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `pause` (true) or `resume`.
+pub fn pause(socket: &Path, pause: bool) -> super::CliResult {
+    let path = if pause { "/v1/pause" } else { "/v1/resume" };
+    call(socket, "POST", path, None)?;
+    outln!(
+        "{}",
+        if pause {
+            "paused: allocations are decided and logged, no domain setting is changed"
+        } else {
+            "resumed: allocations are applied from the next cycle"
+        }
+    )?;
+    Ok(())
+}
+
+/// `policy reload`.
+pub fn reload(socket: &Path) -> super::CliResult {
+    call(socket, "POST", "/v1/policy/reload", None)?;
+    outln!("policy file reread; in force from the next cycle")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_and_times_parse_as_documented() {
+        assert_eq!(parse_amount("cpu=2"), Ok((Resource::Cpu, 2.0)));
+        assert_eq!(parse_amount("mem = 4096"), Ok((Resource::Mem, 4096.0)));
+        assert!(parse_amount("gpu=1").unwrap_err().contains("cpu, mem"));
+        assert!(parse_amount("cpu=-1").is_err());
+        assert!(parse_amount("cpu").is_err());
+        assert_eq!(parse_start("now", 1000), Ok(1000));
+        assert_eq!(parse_start("+10m", 1000), Ok(1600));
+        assert_eq!(parse_start("1700000000", 0), Ok(1_700_000_000));
+        assert_eq!(parse_start("2026-12-03T14:00:00Z", 0), Ok(1_796_306_400));
+        assert!(parse_start("tomorrow", 0).is_err());
+        assert_eq!(parse_duration("2h"), Ok(7200.0));
+    }
+}

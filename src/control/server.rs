@@ -1,0 +1,392 @@
+//! The transport of the control API: HTTP/1.1 over the Unix socket (callers known by their
+//! peer credentials), and `/metrics` over TCP where configured. Reads are answered from the
+//! published [`View`]; changes go to the loop thread as a [`Request`] and their answer comes
+//! back on a oneshot channel. A slow or stuck client holds only its own connection: headers
+//! must arrive within [`HEADER_TIMEOUT`], a connection lives at most [`CONNECTION_TIMEOUT`],
+//! and at most [`MAX_CONNECTIONS`] are served at once.
+
+use super::action::{self, Action, ApiError};
+use super::auth::{Access, Caller};
+use super::desk::Request;
+use super::view::View;
+use crate::daemon::Command;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::Duration;
+
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a change may wait for the loop thread (it takes changes between cycles).
+pub const LOOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("control socket {path}: {message}")]
+    Socket { path: PathBuf, message: String },
+    #[error("audit log {path}: {source}")]
+    Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metrics address {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub view: RwLock<Arc<View>>,
+    pub commands: mpsc::Sender<Command>,
+    pub access: Access,
+    pub audit: Mutex<std::fs::File>,
+    pub policy_file: Option<PathBuf>,
+    pub slots: tokio::sync::Semaphore,
+}
+
+impl Shared {
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn publish(&self, view: View) {
+        if let Ok(mut v) = self.view.write() {
+            *v = Arc::new(view);
+        }
+    }
+}
+
+/// Open (create, append) the audit log, readable by root and its group only.
+pub fn open_audit(path: &Path) -> Result<std::fs::File, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|source| ServerError::Audit {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Bind the control socket at `path`: its directory is created if missing, a stale socket
+/// left by a daemon that died is replaced, a live one (another daemon) or any other file is
+/// refused. The socket gets `group` and mode 0660 (0600 if the group does not exist).
+pub fn bind(path: &Path, group: &str) -> Result<std::os::unix::net::UnixListener, ServerError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |message: String| ServerError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(err(
+                "exists and is not a socket; not replacing it (remove it or choose another \
+                 [control] socket)"
+                    .into(),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(
+                "another prescient daemon is listening on it (stop it first, or give this one \
+                 another --socket)"
+                    .into(),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove a stale socket: {e}")))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| err(format!("cannot listen: {e}")))?;
+    let mode = match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => {
+            std::os::unix::fs::chown(path, None, Some(g.gid.as_raw()))
+                .map_err(|e| err(format!("cannot give it to group {group}: {e}")))?;
+            0o660
+        }
+        _ => {
+            tracing::warn!(
+                socket = %path.display(),
+                "group {group} does not exist: only root can use the control socket (create \
+                 the group and add operators to it, then restart)"
+            );
+            0o600
+        }
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| err(format!("cannot set its mode: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| err(format!("{e}")))?;
+    Ok(listener)
+}
+
+/// Serve the control socket until the runtime stops.
+pub async fn serve_socket(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("control socket: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let caller = match stream.peer_cred() {
+            Ok(c) => Caller::new(c.uid(), c.gid(), c.pid()),
+            Err(e) => {
+                tracing::warn!("control socket: cannot read the caller's credentials: {e}");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = shared.slots.try_acquire() else {
+                tracing::warn!(caller = %caller, "control socket: too many connections, refused");
+                return;
+            };
+            let service = hyper::service::service_fn(|req| {
+                let shared = shared.clone();
+                let caller = caller.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(req, &shared, Some(&caller)).await)
+                }
+            });
+            serve(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// Serve `/metrics` over TCP until the runtime stops (nothing else is answered there).
+pub async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = shared.slots.try_acquire() else {
+                return;
+            };
+            let service = hyper::service::service_fn(|req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, None).await) }
+            });
+            serve(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn serve<I, S>(io: I, service: S)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(action::MAX_BODY + 16 * 1024);
+    let conn = builder.serve_connection(io, service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("control connection ended: {e}"),
+        Err(_) => tracing::debug!("control connection closed after {CONNECTION_TIMEOUT:?}"),
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: u16, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+    respond(status, "application/json", body + "\n")
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    json_response(e.status, &json!({ "error": e.message }))
+}
+
+/// One request: `caller` None is the TCP metrics listener (only `/metrics` is served).
+async fn handle(
+    req: hyper::Request<Incoming>,
+    shared: &Shared,
+    caller: Option<&Caller>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let body = match Limited::new(req.into_body(), action::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error_response(&ApiError {
+                status: 413,
+                message: format!("request body over {} bytes", action::MAX_BODY),
+            });
+        }
+    };
+    let action = match action::parse(&method, &path, &body) {
+        Ok(a) => a,
+        Err(e) => return error_response(&e),
+    };
+    let Some(caller) = caller else {
+        return match action {
+            Action::Metrics => respond(
+                200,
+                super::metrics::CONTENT_TYPE,
+                super::metrics::render(shared.view()),
+            ),
+            _ => error_response(&ApiError::not_found(
+                "only /metrics is served here; the control API is on the Unix socket",
+            )),
+        };
+    };
+    let needs = action.needs();
+    let allowed = shared.access.role(caller).is_some_and(|r| r >= needs);
+    if !allowed {
+        let e = ApiError {
+            status: 403,
+            message: shared.access.refusal(caller, needs),
+        };
+        if action.changes() {
+            audit(shared, caller, &action, Err(&e));
+        }
+        return error_response(&e);
+    }
+    let view = shared.view();
+    let result = match &action {
+        Action::Status => Ok(serde_json::to_value(&view.status).unwrap_or_default()),
+        Action::Tenants => Ok(serde_json::to_value(&view.tenants).unwrap_or_default()),
+        Action::Explain { tenant } => view
+            .explain(tenant)
+            .map(|e| serde_json::to_value(e).unwrap_or_default())
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no tenant named {tenant:?} on this host (`prescient tenants` lists them)"
+                ))
+            }),
+        Action::OverrideList => Ok(serde_json::to_value(&view.overrides).unwrap_or_default()),
+        Action::IntentList => Ok(serde_json::to_value(&view.intents).unwrap_or_default()),
+        Action::Metrics => {
+            return respond(
+                200,
+                super::metrics::CONTENT_TYPE,
+                super::metrics::render(view),
+            );
+        }
+        Action::PolicyReload => reload(shared).await,
+        _ => to_loop(shared, action.clone(), caller).await,
+    };
+    if action.changes() {
+        audit(shared, caller, &action, result.as_ref().map(|_| ()));
+    }
+    match result {
+        Ok(v) => json_response(200, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Reread the policy file (off the runtime) and hand the rules to the loop.
+async fn reload(shared: &Shared) -> Result<serde_json::Value, ApiError> {
+    let Some(path) = shared.policy_file.clone() else {
+        return Err(ApiError::bad(
+            "no policy file to reread (the daemon runs without --policy-file / \
+             allocate.policy_file)",
+        ));
+    };
+    let loaded = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || crate::allocate::rules::Rules::load(&path)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("policy reload failed: {e}")))?;
+    match loaded {
+        Ok(rules) => {
+            shared
+                .commands
+                .send(Command::SetRules(Box::new(rules)))
+                .map_err(|_| ApiError::unavailable("the control loop has stopped"))?;
+            tracing::info!(file = %path.display(), "policy file reread on request");
+            Ok(json!({ "file": path, "reloaded": true, "in_force": "from the next cycle" }))
+        }
+        Err(e) => Err(ApiError::bad(format!("{e}; the rules in force stay"))),
+    }
+}
+
+/// Hand a change to the loop thread and wait for its answer.
+async fn to_loop(
+    shared: &Shared,
+    action: Action,
+    caller: &Caller,
+) -> Result<serde_json::Value, ApiError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let req = Request {
+        action,
+        caller: caller.clone(),
+        reply,
+    };
+    shared
+        .commands
+        .send(Command::Control(Box::new(req)))
+        .map_err(|_| ApiError::unavailable("the control loop has stopped"))?;
+    match tokio::time::timeout(LOOP_TIMEOUT, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ApiError::unavailable("the control loop has stopped")),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "the control loop did not take the change within {} s (a cycle is slow); it may \
+             still be made: check with `prescient override list` / `intent list`",
+            LOOP_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Append one line to the audit log: who, when, what, and the result.
+fn audit(shared: &Shared, caller: &Caller, action: &Action, result: Result<(), &ApiError>) {
+    let now_ms = crate::model::now_unix_ms();
+    let line = json!({
+        "at_unix_ms": now_ms,
+        "uid": caller.uid,
+        "gid": caller.gid,
+        "pid": caller.pid,
+        "user": caller.user,
+        "action": action.describe(),
+        "result": match result { Ok(()) => "ok".to_string(), Err(e) => format!("{} {}", e.status, e.message) },
+    });
+    let written = shared
+        .audit
+        .lock()
+        .map_err(|_| std::io::Error::other("audit log lock poisoned"))
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        tracing::error!("cannot write the audit log: {e} (the change was: {line})");
+    }
+}

@@ -1,0 +1,352 @@
+//! What the daemon shows the operator: a [`View`] of the control loop, built by the loop
+//! thread after every cycle and every change and published whole, so that a read of the API
+//! or of the metrics never waits on the loop. The same types are what the CLI reads back.
+
+use crate::allocate::overrides::Override;
+use crate::model::{Class, PerResource, Resource};
+use crate::pipeline::Controller;
+use crate::plan::{Binding, Reason};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How many coming buckets `explain` shows.
+pub const EXPLAIN_STEPS: usize = 12;
+
+/// How many models `explain` names per resource (the heaviest).
+pub const EXPLAIN_MODELS: usize = 4;
+
+/// How many refusals `explain` shows per tenant (the newest).
+pub const EXPLAIN_DENIALS: usize = 10;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct View {
+    pub status: Status,
+    pub tenants: Vec<TenantView>,
+    pub explains: Vec<Explain>,
+    pub overrides: Vec<Override>,
+    pub intents: Vec<IntentView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub backend: String,
+    pub started_unix_ms: i64,
+    /// When this view was built.
+    pub at_unix_ms: i64,
+    pub interval_s: f64,
+    /// The forecast step (None: the daemon does not forecast).
+    pub bucket_s: Option<i64>,
+    /// The allocation policy (None: the daemon only observes and forecasts).
+    pub policy: Option<String>,
+    pub policy_file: Option<String>,
+    /// Allocations are decided and logged but not applied (`pause`, or a dry run).
+    pub paused: bool,
+    pub cycles: u64,
+    pub last_cycle: Option<CycleView>,
+    pub host: Option<HostView>,
+    /// Each resource's shadow price λ in the last decision (0: capacity was ample).
+    pub shadow_prices: Option<PerResource<f64>>,
+    pub tenants: usize,
+    pub overrides: usize,
+    pub intents: usize,
+    /// Changes the hypervisor refused since the daemon started, per resource.
+    pub denials_total: PerResource<u64>,
+    /// Cycles that failed (collection or apply errors) since the daemon started.
+    pub cycle_errors_total: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CycleView {
+    pub at_unix_ms: i64,
+    /// The whole cycle, and the policy's decision within it (seconds).
+    pub duration_s: f64,
+    pub decide_s: f64,
+    /// Why the cycle failed, if it did.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostView {
+    pub hostname: String,
+    pub cpus: u32,
+    pub memory_kib: u64,
+    /// What the tenants may have in all, per resource, in the pipeline's units.
+    pub capacity: PerResource<Option<f64>>,
+}
+
+/// A forecast's quantiles for one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    pub uuid: String,
+    pub class: Class,
+    /// An operator's override holds (see `override list`).
+    pub overridden: bool,
+    /// Last interval's usage, in the pipeline's units (cores, KiB, bytes/s, bytes/s).
+    pub usage: PerResource<Option<f64>>,
+    pub capped: PerResource<bool>,
+    /// The forecast of the coming bucket.
+    pub forecast: Option<PerResource<Band>>,
+    /// What the policy decided for the coming interval.
+    pub allocation: Option<PerResource<f64>>,
+    /// What is in force on the domain, as far as the daemon knows.
+    pub in_force: PerResource<Option<f64>>,
+    pub binding: Option<PerResource<Binding>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Explain {
+    pub tenant: TenantView,
+    /// The start of the bucket the forecast's first step follows (Unix s), and its steps.
+    pub forecast_origin_unix_s: Option<i64>,
+    pub steps: Vec<StepBand>,
+    /// The models' weights in the coming bucket's forecast, heaviest first.
+    pub weights: PerResource<Vec<ModelWeight>>,
+    pub reasons: Option<PerResource<Reason>>,
+    /// Reservation and limit the tenant is held within (None: unlimited).
+    pub bounds: PerResource<(f64, Option<f64>)>,
+    pub intents: Vec<IntentView>,
+    /// How far the tenant's past intents came true, per resource (0 … 1).
+    pub intent_trust: PerResource<f32>,
+    #[serde(rename = "override")]
+    pub override_: Option<Override>,
+    pub denials: Vec<DenialView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepBand {
+    pub start_unix_s: i64,
+    pub band: PerResource<Band>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelWeight {
+    pub model: String,
+    pub weight: f32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IntentView {
+    pub id: u64,
+    pub tenant: String,
+    pub uuid: String,
+    pub resource: Option<Resource>,
+    pub start_unix_s: i64,
+    pub duration_s: i64,
+    /// The declared total usage in the window, in the pipeline's units.
+    pub amount: f64,
+    pub note: Option<String>,
+    /// The tenant's trust on this resource (how much of the intent is blended in).
+    pub trust: f32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DenialView {
+    pub at_unix_ms: i64,
+    pub resource: Option<Resource>,
+    pub wanted: f64,
+    pub got: Option<f64>,
+    pub code: Option<i32>,
+    pub message: String,
+}
+
+/// What the loop thread knows besides the controller when it builds a view.
+pub struct Context<'a> {
+    pub status: Status,
+    /// The last cycle's observation (None before the first).
+    pub obs: Option<&'a crate::collect::Observation>,
+    pub notes: &'a BTreeMap<u64, String>,
+}
+
+impl View {
+    /// The view of `controller` after its last cycle.
+    pub fn build(controller: &Controller, ctx: Context<'_>) -> View {
+        let mut status = ctx.status;
+        let obs = ctx.obs;
+        let alloc = controller.last_allocation();
+        let forecasts = controller.forecasts();
+        let overrides = controller.overrides();
+        status.cycles = controller.cycles();
+        status.denials_total = controller.denials_total();
+        status.paused = controller.actuator().config().dry_run;
+        status.policy = controller.policy().map(|p| p.describe());
+        status.shadow_prices = controller.policy().and_then(|p| p.prices());
+        status.bucket_s = forecasts.map(|f| f.bucket_seconds());
+        status.overrides = overrides.list().len();
+        status.host = obs.map(|o| HostView {
+            hostname: o.host.hostname.clone(),
+            cpus: o.host.cpus,
+            memory_kib: o.host.memory_kib,
+            capacity: PerResource {
+                cpu: controller.rules().capacity(&o.host, Resource::Cpu),
+                mem: controller.rules().capacity(&o.host, Resource::Mem),
+                disk: controller.rules().capacity(&o.host, Resource::Disk),
+                net: controller.rules().capacity(&o.host, Resource::Net),
+            },
+        });
+        let band = |q: &[f32; 4]| Band {
+            p50: q[0] as f64,
+            p90: q[1] as f64,
+            p95: q[2] as f64,
+            p99: q[3] as f64,
+        };
+        let names = crate::forecast::candidate_names();
+        let mut intents = Vec::new();
+        let mut tenants = Vec::new();
+        let mut explains = Vec::new();
+        for t in obs.map(|o| o.tenants.as_slice()).unwrap_or_default() {
+            let uuid = &*t.id.uuid;
+            let ov = overrides.get(uuid);
+            let latest = forecasts.and_then(|f| f.latest(uuid));
+            let allocated = alloc.and_then(|a| a.tenants.iter().find(|x| &*x.uuid == uuid));
+            let book = forecasts.and_then(|f| f.intents(uuid));
+            let view = TenantView {
+                name: t.id.name.to_string(),
+                uuid: uuid.to_string(),
+                class: ov.and_then(|o| o.class).unwrap_or(t.policy.class),
+                overridden: ov.is_some(),
+                usage: t.usage,
+                capped: t.capped,
+                forecast: latest.and_then(|(_, f)| {
+                    let q = |r: Resource| f.get(r).quantiles.first().map(band);
+                    Some(PerResource {
+                        cpu: q(Resource::Cpu)?,
+                        mem: q(Resource::Mem)?,
+                        disk: q(Resource::Disk)?,
+                        net: q(Resource::Net)?,
+                    })
+                }),
+                allocation: allocated.map(|a| a.amounts),
+                in_force: PerResource {
+                    cpu: controller.actuator().in_force(uuid, Resource::Cpu),
+                    mem: controller.actuator().in_force(uuid, Resource::Mem),
+                    disk: controller.actuator().in_force(uuid, Resource::Disk),
+                    net: controller.actuator().in_force(uuid, Resource::Net),
+                },
+                binding: allocated.and_then(|a| a.reasons.map(|r| r.map(|x| x.binding))),
+            };
+            let mine: Vec<IntentView> = book
+                .map(|b| {
+                    (b.pending().iter())
+                        .map(|p| IntentView {
+                            id: p.intent.id,
+                            tenant: view.name.clone(),
+                            uuid: view.uuid.clone(),
+                            resource: Some(p.intent.resource),
+                            start_unix_s: p.intent.start_s,
+                            duration_s: p.intent.duration_s,
+                            amount: p.intent.amount,
+                            note: ctx.notes.get(&p.intent.id).cloned(),
+                            trust: b.trust(p.intent.resource),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            intents.extend(mine.iter().cloned());
+            let step_s = status.bucket_s.unwrap_or(crate::model::STEP_S);
+            let steps = latest
+                .map(|(origin, f)| {
+                    (0..EXPLAIN_STEPS.min(f.cpu.quantiles.len()))
+                        .filter_map(|k| {
+                            let q = |r: Resource| f.get(r).quantiles.get(k).map(band);
+                            Some(StepBand {
+                                start_unix_s: origin + (k as i64 + 1) * step_s,
+                                band: PerResource {
+                                    cpu: q(Resource::Cpu)?,
+                                    mem: q(Resource::Mem)?,
+                                    disk: q(Resource::Disk)?,
+                                    net: q(Resource::Net)?,
+                                },
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut weights = PerResource::<Vec<ModelWeight>>::default();
+            if let Some(fc) = forecasts.and_then(|f| f.forecaster(uuid)) {
+                for r in Resource::ALL {
+                    let w = fc.series.get(r).weights();
+                    let mut ws: Vec<ModelWeight> = (w.first().into_iter().flatten())
+                        .enumerate()
+                        .filter(|(_, w)| **w > 0.0)
+                        .map(|(m, w)| ModelWeight {
+                            model: names.get(m).unwrap_or(&"?").to_string(),
+                            weight: *w,
+                        })
+                        .collect();
+                    ws.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+                    ws.truncate(EXPLAIN_MODELS);
+                    *weights.get_mut(r) = ws;
+                }
+            }
+            let mut overridden_t = t.clone();
+            if let Some(o) = ov {
+                crate::allocate::overrides::Overrides::new(vec![o.clone()])
+                    .apply_one(&mut overridden_t);
+            }
+            let bound = |r| {
+                let (lo, hi) = controller.rules().bounds(&overridden_t, r);
+                (lo, hi.is_finite().then_some(hi))
+            };
+            let mut denials: Vec<DenialView> = (controller.recent_denials())
+                .filter(|(_, d)| &*d.tenant.uuid == uuid)
+                .map(|(at, d)| DenialView {
+                    at_unix_ms: *at,
+                    resource: Some(d.resource),
+                    wanted: d.wanted,
+                    got: d.got,
+                    code: d.code,
+                    message: d.message.clone(),
+                })
+                .collect();
+            denials.reverse();
+            denials.truncate(EXPLAIN_DENIALS);
+            explains.push(Explain {
+                forecast_origin_unix_s: latest.map(|(o, _)| o),
+                steps,
+                weights,
+                reasons: allocated.and_then(|a| a.reasons),
+                bounds: PerResource {
+                    cpu: bound(Resource::Cpu),
+                    mem: bound(Resource::Mem),
+                    disk: bound(Resource::Disk),
+                    net: bound(Resource::Net),
+                },
+                intents: mine,
+                intent_trust: PerResource {
+                    cpu: book.map_or(0.0, |b| b.trust(Resource::Cpu)),
+                    mem: book.map_or(0.0, |b| b.trust(Resource::Mem)),
+                    disk: book.map_or(0.0, |b| b.trust(Resource::Disk)),
+                    net: book.map_or(0.0, |b| b.trust(Resource::Net)),
+                },
+                override_: ov.cloned(),
+                denials,
+                tenant: view.clone(),
+            });
+            tenants.push(view);
+        }
+        status.tenants = tenants.len();
+        status.intents = intents.len();
+        View {
+            status,
+            tenants,
+            explains,
+            overrides: overrides.list(),
+            intents,
+        }
+    }
+
+    /// The explanation of the tenant with this name or UUID.
+    pub fn explain(&self, tenant: &str) -> Option<&Explain> {
+        (self.explains.iter()).find(|e| e.tenant.name == tenant || e.tenant.uuid == tenant)
+    }
+}
