@@ -555,7 +555,15 @@ fn restore_lab(names: &[String]) {
 fn run_daemon(db: &std::path::Path, args: &[&str], seconds: u64) -> String {
     let log = db.with_extension("log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args(["daemon", "--uri", URI, "--interval", "2", "--metrics", "off"])
+        .args([
+            "daemon",
+            "--uri",
+            URI,
+            "--interval",
+            "2",
+            "--metrics",
+            "off",
+        ])
         .arg("--socket")
         .arg(db.with_extension("sock"))
         .arg("--db")

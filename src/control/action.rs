@@ -442,6 +442,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, parsing answers an action or an error, never a panic.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            method in "[A-Z]{0,8}|\\PC{0,8}",
+            path in "(/v1|/metrics|/v1/overrides|/v1/intents|/v1/tenants)?(/\\PC{0,12}){0,4}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let _ = parse(&method, &path, &body);
+        }
+
+        /// Near-valid bodies: every JSON shape the endpoints could be sent.
+        #[test]
+        fn arbitrary_json_never_panics(
+            tenant in "\\PC{0,300}",
+            json in "\\{(\"[a-z_]{1,12}\": ?(-?[0-9]{1,20}(\\.[0-9]{1,5})?(e[0-9]{1,3})?|\"\\PC{0,8}\"|null|true|\\{\\}|\\[\\]),? ?){0,6}\\}",
+        ) {
+            let path = format!("/v1/overrides/{}", percent_encode(&tenant));
+            if let Ok(Action::OverrideSet { spec, .. }) = parse("PUT", &path, json.as_bytes()) {
+                for r in Resource::ALL {
+                    for v in [spec.min.amounts().get(r), spec.max.amounts().get(r)] {
+                        proptest::prop_assert!(v.is_none_or(|v| v.is_finite() && v >= 0.0));
+                    }
+                }
+            }
+            let _ = parse("POST", "/v1/intents", json.as_bytes());
+        }
+    }
+
     #[test]
     fn percent_encoding_round_trips() {
         for s in ["web-1", "a b/c%d", "ünï"] {
