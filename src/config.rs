@@ -115,6 +115,14 @@ pub enum ConfigError {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let cfg = Config::read(path)?;
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Read a config file without validating it (for values the command line still
+    /// overrides: validate after).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -123,7 +131,6 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.validate(&path.display().to_string())?;
         Ok(cfg)
     }
 
@@ -264,6 +271,24 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.daemon.uri, "qemu:///system");
         assert_eq!(c.retention().raw_ms, 48 * 3600 * 1000);
+    }
+
+    #[test]
+    fn the_example_config_shows_the_defaults() {
+        let text = include_str!("../policies/prescient.toml");
+        let c = parse(text).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn control_settings_are_checked() {
+        let e = parse("[control]\nmetrics_listen = \"localhost\"\n").unwrap_err();
+        assert!(e.to_string().contains("control.metrics_listen"), "{e}");
+        let e = parse("[control]\ngroup = \"a b\"\n").unwrap_err();
+        assert!(e.to_string().contains("control.group"), "{e}");
+        let c = parse("[control]\nsocket = \"off\"\nmetrics_listen = \"off\"\n").unwrap();
+        assert_eq!(c.control.socket(), None);
+        assert_eq!(c.control.metrics(), Ok(None));
     }
 
     #[test]

@@ -526,7 +526,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod override_tests {
+mod operator_tests {
     use super::*;
     use crate::allocate::kind::PolicyKind;
     use crate::allocate::overrides::Override;
@@ -575,6 +575,23 @@ mod override_tests {
                         },
                         counters: DomainCounters {
                             cpu_time_ns: Some(self.cpu_ns[i]),
+                            balloon: crate::backend::BalloonStats {
+                                available_kib: Some(4 << 20),
+                                usable_kib: Some(3 << 20),
+                                ..Default::default()
+                            },
+                            disks: vec![crate::backend::DiskCounters {
+                                name: "vda".into(),
+                                rd_bytes: Some(self.t_s * 1000),
+                                wr_bytes: Some(0),
+                                ..Default::default()
+                            }],
+                            nics: vec![crate::backend::NicCounters {
+                                name: "vnet0".into(),
+                                rx_bytes: Some(self.t_s * 100),
+                                tx_bytes: Some(0),
+                                ..Default::default()
+                            }],
                             ..Default::default()
                         },
                         ..Default::default()
@@ -722,5 +739,81 @@ mod override_tests {
         assert_eq!(again.adopt_overrides(rows), 1);
         assert_eq!(again.overrides().get("u0").unwrap().max.cpu, Some(0.5));
         again.shutdown();
+    }
+
+    #[test]
+    fn an_intent_declared_through_the_desk_shifts_the_forecast_at_its_start() {
+        use crate::control::action::{Action, IntentSpec, Quantities};
+        use crate::control::auth::Caller;
+        use crate::control::desk::Desk;
+        let stage =
+            crate::forecast::stage::ForecastStage::new(Default::default()).with_bucket_seconds(10);
+        let mut c = Controller::new(None)
+            .with_forecasts(stage, 1)
+            .with_interval(10.0);
+        let mut backend = Host {
+            t_s: 0,
+            cpu_ns: [0; 2],
+        };
+        let mut obs = None;
+        for _ in 0..4 {
+            obs = Some(c.step(&mut backend).unwrap());
+        }
+        let obs = obs.unwrap();
+        let (origin, before) = c.forecasts().unwrap().latest("u0").unwrap();
+        let before = before.cpu.point[1];
+        let mut desk = Desk::default();
+        let root = Caller::new(0, 0, None);
+        let spec = IntentSpec {
+            tenant: "t0".into(),
+            start_unix_s: origin + 20, // the second coming bucket
+            duration_s: 10,
+            demand: Quantities {
+                cpu_cores: Some(4.0),
+                ..Default::default()
+            },
+            note: Some("nightly build".into()),
+        };
+        let answer = desk
+            .act(
+                &mut c,
+                Some(&obs),
+                Action::IntentAdd(spec),
+                &root,
+                obs.at_unix_ms,
+            )
+            .unwrap();
+        let id = answer["ids"][0].as_u64().unwrap();
+        let (_, after) = c.forecasts().unwrap().latest("u0").unwrap();
+        let (first, second) = (after.cpu.point[0], after.cpu.point[1]);
+        assert!(
+            second > before + 1.0 && (first - before).abs() < 1e-3,
+            "before {before}, after: first {first}, second {second}"
+        );
+        assert_eq!(
+            desk.notes.get(&id).map(String::as_str),
+            Some("nightly build")
+        );
+        // Kept in the forecasters' state: a restart restores the pending intent.
+        let saved = c.forecasts_mut().unwrap().export(true);
+        let mut again =
+            crate::forecast::stage::ForecastStage::new(Default::default()).with_bucket_seconds(10);
+        let saved = saved
+            .into_iter()
+            .map(|(u, b)| (u.to_string(), crate::forecast::stage::STATE_FORMAT, b))
+            .collect();
+        again.restore(saved);
+        assert_eq!(again.intents("u0").unwrap().pending().len(), 1);
+        // Cancelled, it is gone; an unknown id is a 404.
+        desk.act(
+            &mut c,
+            Some(&obs),
+            Action::IntentCancel { id },
+            &root,
+            obs.at_unix_ms,
+        )
+        .unwrap();
+        let gone = desk.act(&mut c, Some(&obs), Action::IntentCancel { id }, &root, 0);
+        assert_eq!(gone.unwrap_err().status, 404);
     }
 }

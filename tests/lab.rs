@@ -873,3 +873,192 @@ fn on_exit_restore_gives_the_domains_back_what_they_had() {
         );
     }
 }
+
+// ---- The operator steers the daemon on real guests through the CLI ----
+
+/// `prescient --socket SOCKET ARGS`, its stdout (it must succeed).
+fn cli(socket: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prescient {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cli_json(socket: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&cli(socket, args)).unwrap()
+}
+
+/// Start the daemon on the lab with `args`, its control socket at `socket`; wait until
+/// `tenant` has a forecast.
+fn start_steered(
+    db: &std::path::Path,
+    socket: &std::path::Path,
+    args: &[&str],
+    tenant: &str,
+) -> std::process::Child {
+    let log = db.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args([
+            "daemon",
+            "--uri",
+            URI,
+            "--interval",
+            "2",
+            "--metrics",
+            "off",
+        ])
+        .arg("--socket")
+        .arg(socket)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "daemon exited ({s}):\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_prescient"))
+            .arg("--socket")
+            .arg(socket)
+            .args(["explain", tenant, "--json"])
+            .output()
+            .unwrap();
+        if out.status.success()
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v["steps"].as_array().is_some_and(|s| s.len() >= 3)
+        {
+            return child;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no forecast of {tenant} in 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn stop(mut child: std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn an_override_and_an_intent_set_through_the_cli_act_on_the_lab_and_survive_a_restart() {
+    let tenants = running_lab_tenants();
+    let name = tenants.first().expect("a lab tenant").clone();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let socket = dir.path().join("prescient.sock");
+    let config = dir.path().join("prescient.toml");
+    std::fs::write(&config, "[forecast]\nbucket_seconds = 10\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let args = ["--config", &config, "--policy", "prescient"];
+    let daemon = start_steered(&db, &socket, &args, &name);
+
+    // The override: at most 0.25 cores, from the next cycle on, on the domain itself.
+    cli(&socket, &["override", "set", &name, "--max", "cpu=0.25"]);
+    std::thread::sleep(Duration::from_secs(7));
+    let view = cli_json(&socket, &["explain", &name, "--json"]);
+    let alloc = view["tenant"]["allocation"]["cpu"].as_f64().unwrap();
+    assert!(
+        alloc <= 0.25 + 1e-9,
+        "allocation {alloc} cores under a 0.25 maximum"
+    );
+    let (quota, _, _, _) = live_settings(&name);
+    let sched = virsh(&["schedinfo", &name, "--live"]);
+    let period: i64 = (sched.lines())
+        .find_map(|l| {
+            l.strip_prefix("vcpu_period")?
+                .split(':')
+                .nth(1)?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    let vcpus: i64 = virsh(&["vcpucount", &name, "--live", "--active"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(quota > 0, "{name}: no vCPU quota in force");
+    let cores = (quota * vcpus) as f64 / period as f64;
+    assert!(
+        cores <= 0.25 + 0.01,
+        "{name}: {cores} cores in force under a 0.25 maximum"
+    );
+
+    // The intent: 3 cores for a minute, starting six buckets from now.
+    let before = cli_json(&socket, &["explain", &name, "--json"]);
+    let origin = before["forecast_origin_unix_s"].as_i64().unwrap();
+    let start = origin + 60;
+    let step_p50 = |v: &serde_json::Value| {
+        (v["steps"].as_array().unwrap().iter())
+            .find(|s| s["start_unix_s"].as_i64() == Some(start))
+            .map(|s| s["band"]["cpu"]["p50"].as_f64().unwrap())
+    };
+    let was = step_p50(&before).expect("a step at the intent's start");
+    let start_arg = start.to_string();
+    let declared = cli_json(
+        &socket,
+        &[
+            "intent",
+            "add",
+            &name,
+            "--start",
+            &start_arg,
+            "--duration",
+            "60s",
+            "--cpu",
+            "3",
+            "--note",
+            "lab build",
+            "--json",
+        ],
+    );
+    assert_eq!(declared["ids"].as_array().unwrap().len(), 1);
+    let after = cli_json(&socket, &["explain", &name, "--json"]);
+    let now = step_p50(&after).unwrap_or(was);
+    assert!(
+        now > was + 0.5,
+        "the forecast at the intent's start: {was} → {now}"
+    );
+    stop(daemon);
+
+    // Both survive a restart.
+    let daemon = start_steered(&db, &socket, &args, &name);
+    let overrides = cli_json(&socket, &["override", "list", "--json"]);
+    assert_eq!(overrides[0]["name"].as_str(), Some(name.as_str()));
+    let intents = cli_json(&socket, &["intent", "list", "--json"]);
+    assert!(
+        (intents.as_array().unwrap().iter()).any(|i| i["note"] == "lab build"),
+        "{intents}"
+    );
+    cli(&socket, &["override", "clear", &name]);
+    stop(daemon);
+    restore_lab(&tenants);
+}

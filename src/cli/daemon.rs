@@ -57,7 +57,7 @@ pub struct DaemonArgs {
 /// `socket`: the global `--socket`, overriding [control] socket.
 pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
     let (mut cfg, origin) = match &a.config {
-        Some(path) => (Config::load(path)?, path.display().to_string()),
+        Some(path) => (Config::read(path)?, path.display().to_string()),
         None => (Config::default(), "defaults".to_string()),
     };
     if let Some(uri) = a.uri {
