@@ -1047,6 +1047,16 @@ fn an_override_and_an_intent_set_through_the_cli_act_on_the_lab_and_survive_a_re
         now > was + 0.5,
         "the forecast at the intent's start: {was} → {now}"
     );
+    // `show` draws it: usage, the bands and the allocation.
+    let svg = dir.path().join("show.svg");
+    cli(&socket, &["show", &name, "--plot", svg.to_str().unwrap()]);
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(
+        picture.matches(r#"<polygon class="band" points="#).count(),
+        4
+    );
+    assert!(picture.contains(r#"class="usage""#) && picture.contains(r#"class="allocation""#));
+    assert!(cli(&socket, &["show", &name, "--resource", "cpu"]).contains("p95"));
     stop(daemon);
 
     // Both survive a restart.

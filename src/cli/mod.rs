@@ -35,6 +35,7 @@ pub mod forecast_plot;
 pub mod frontier_plot;
 pub mod operator;
 pub mod policy;
+pub mod show;
 pub mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +88,8 @@ pub enum Command {
     /// Every tenant's class, usage now, forecast (p50, p95), allocation and what is in
     /// force, per resource.
     Tenants(operator::ReportArgs),
+    /// A tenant's recent usage and its forecast with bands: sparklines, or SVG with --plot.
+    Show(show::ShowArgs),
     /// Why a tenant has its allocation: forecast quantiles, model weights, the price λ,
     /// which constraint bound, its override, intents and recent refusals.
     Explain(operator::ExplainArgs),
@@ -134,6 +137,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Status(a) => operator::status(&socket(), a),
         Command::Tenants(a) => operator::tenants(&socket(), a),
         Command::Explain(a) => operator::explain(&socket(), a),
+        Command::Show(a) => show::run(&socket(), a),
         Command::Override(a) => operator::overrides(&socket(), a),
         Command::Intent(a) => operator::intents(&socket(), a),
         Command::Pause => operator::pause(&socket(), true),

@@ -195,6 +195,9 @@ pub fn show(r: Resource, v: Option<f64>) -> String {
     }
 }
 
+/// How many coming buckets `explain` lists.
+const EXPLAIN_STEPS: usize = 12;
+
 fn units_line() -> &'static str {
     "(cpu in cores, mem in MiB, disk and net in MB/s)"
 }
@@ -390,6 +393,14 @@ fn render_explain(e: &Explain) -> String {
             t.allocation.map(|a| *a.get(r)),
             e.reasons.map(|x| *x.get(r)),
         ) {
+            (Some(_), _) if !e.capacity_known.get(r) => {
+                let _ = writeln!(
+                    o,
+                    "  the host's {r} capacity is unknown (libvirt reports none): nothing to \
+                     share, so the tenant is throttled only at its limit; in force {}",
+                    show(r, *t.in_force.get(r))
+                );
+            }
             (Some(a), Some(reason)) => {
                 let why = match reason.binding {
                     crate::plan::Binding::None => {
@@ -426,7 +437,7 @@ fn render_explain(e: &Explain) -> String {
     }
     if !e.steps.is_empty() {
         let _ = writeln!(o, "\ncoming buckets (p50 … p95):");
-        for s in &e.steps {
+        for s in e.steps.iter().take(EXPLAIN_STEPS) {
             let cells: Vec<String> = (Resource::ALL.iter())
                 .map(|r| {
                     let b = s.band.get(*r);

@@ -3,14 +3,15 @@
 //! or of the metrics never waits on the loop. The same types are what the CLI reads back.
 
 use crate::allocate::overrides::Override;
+use crate::forecast::history::present;
 use crate::model::{Class, PerResource, Resource};
 use crate::pipeline::Controller;
 use crate::plan::{Binding, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// How many coming buckets `explain` shows.
-pub const EXPLAIN_STEPS: usize = 12;
+/// How many past buckets `show` draws.
+pub const HISTORY_STEPS: usize = 48;
 
 /// How many models `explain` names per resource (the heaviest).
 pub const EXPLAIN_MODELS: usize = 4;
@@ -108,12 +109,19 @@ pub struct Explain {
     pub tenant: TenantView,
     /// The start of the bucket the forecast's first step follows (Unix s), and its steps.
     pub forecast_origin_unix_s: Option<i64>,
+    pub bucket_s: i64,
     pub steps: Vec<StepBand>,
+    /// The tenant's mean usage in the last buckets, oldest first, the newest being the
+    /// bucket at the forecast's origin (None: no value for that bucket).
+    pub history: PerResource<Vec<Option<f64>>>,
     /// The models' weights in the coming bucket's forecast, heaviest first.
     pub weights: PerResource<Vec<ModelWeight>>,
     pub reasons: Option<PerResource<Reason>>,
     /// Reservation and limit the tenant is held within (None: unlimited).
     pub bounds: PerResource<(f64, Option<f64>)>,
+    /// Whether the host's capacity of each resource is known (libvirt knows none for disk
+    /// and network: there a tenant is throttled only at its limit).
+    pub capacity_known: PerResource<bool>,
     pub intents: Vec<IntentView>,
     /// How far the tenant's past intents came true, per resource (0 … 1).
     pub intent_trust: PerResource<f32>,
@@ -255,7 +263,7 @@ impl View {
             let step_s = status.bucket_s.unwrap_or(crate::model::STEP_S);
             let steps = latest
                 .map(|(origin, f)| {
-                    (0..EXPLAIN_STEPS.min(f.cpu.quantiles.len()))
+                    (0..f.cpu.quantiles.len())
                         .filter_map(|k| {
                             let q = |r: Resource| f.get(r).quantiles.get(k).map(band);
                             Some(StepBand {
@@ -272,8 +280,14 @@ impl View {
                 })
                 .unwrap_or_default();
             let mut weights = PerResource::<Vec<ModelWeight>>::default();
+            let mut history = PerResource::<Vec<Option<f64>>>::default();
             if let Some(fc) = forecasts.and_then(|f| f.forecaster(uuid)) {
                 for r in Resource::ALL {
+                    let h = fc.series.get(r).history();
+                    *history.get_mut(r) = (0..HISTORY_STEPS)
+                        .rev()
+                        .map(|k| h.lag(k).filter(|v| present(*v)).map(f64::from))
+                        .collect();
                     let w = fc.series.get(r).weights();
                     let mut ws: Vec<ModelWeight> = (w.first().into_iter().flatten())
                         .enumerate()
@@ -312,9 +326,16 @@ impl View {
             denials.truncate(EXPLAIN_DENIALS);
             explains.push(Explain {
                 forecast_origin_unix_s: latest.map(|(o, _)| o),
+                bucket_s: step_s,
                 steps,
+                history,
                 weights,
                 reasons: allocated.and_then(|a| a.reasons),
+                capacity_known: status
+                    .host
+                    .as_ref()
+                    .map(|h| h.capacity.map(|c| c.is_some()))
+                    .unwrap_or_default(),
                 bounds: PerResource {
                     cpu: bound(Resource::Cpu),
                     mem: bound(Resource::Mem),

@@ -557,6 +557,11 @@ impl SeriesForecaster {
         self.models.ar.links.link
     }
 
+    /// The recent values (one per step) the forecaster holds.
+    pub fn history(&self) -> &History {
+        &self.hist
+    }
+
     /// Per-candidate weights at every horizon 1..=48 for a forecast from the last
     /// observation (they depend on its phase of the hour): `weights()[k − 1][m]` (they sum
     /// to 1).
