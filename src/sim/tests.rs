@@ -489,3 +489,56 @@ fn prescient_takes_a_tenant_back_after_a_gap() {
         report.resources.cpu
     );
 }
+
+#[test]
+fn an_override_holds_in_the_replay_from_the_next_interval() {
+    use crate::allocate::overrides::Override;
+    use crate::model::Amounts;
+    // Two tenants demanding 1000 MHz each interval on a host with room for both.
+    let r = replay(&[&[1000.0; 6], &[1000.0; 6]]);
+    let (policy, _) = crate::allocate::kind::PolicyKind::Reactive
+        .build(None, Default::default())
+        .unwrap();
+    let mut backend = TraceBackend::new(Arc::clone(&r), vec![Class::Silver; 2], big_host(&r));
+    let mut c = Controller::new(None).with_policy(policy);
+    let mut served_cpu = Vec::new();
+    for k in 0..6 {
+        let obs = c.step(&mut backend).unwrap();
+        if k == 2 {
+            let id = &obs.tenants.iter().find(|t| &*t.id.name == "1").unwrap().id;
+            c.set_override(Override {
+                uuid: id.uuid.clone(),
+                name: id.name.clone(),
+                class: Some(Class::Bronze),
+                min: Amounts::default(),
+                max: Amounts {
+                    cpu: Some(0.1), // cores
+                    ..Default::default()
+                },
+                freeze: false,
+                frozen: Amounts::default(),
+                expires_ms: None,
+                set_by: "root (uid 0)".into(),
+                set_ms: 0,
+            })
+            .unwrap();
+        }
+        served_cpu.push(backend.served()[0].allocation[0]);
+    }
+    let cap_mhz = 0.1 * CORE_MHZ;
+    assert!(
+        served_cpu[2] > cap_mhz,
+        "before the override: {served_cpu:?}"
+    );
+    for (k, mhz) in served_cpu.iter().enumerate().skip(3) {
+        assert!(
+            *mhz <= cap_mhz + 1e-6,
+            "interval {k}: {mhz} MHz over the override's 0.1 cores"
+        );
+    }
+    assert_eq!(
+        backend.served()[0].class,
+        Class::Silver,
+        "the replay's class is its own"
+    );
+}
