@@ -636,21 +636,9 @@ mod operator_tests {
     }
 
     fn max_cpu(uuid: usize, cores: f64) -> Override {
-        Override {
-            uuid: id(uuid).uuid,
-            name: id(uuid).name,
-            class: None,
-            min: Amounts::default(),
-            max: Amounts {
-                cpu: Some(cores),
-                ..Default::default()
-            },
-            freeze: false,
-            frozen: Amounts::default(),
-            expires_ms: None,
-            set_by: "root (uid 0)".into(),
-            set_ms: 0,
-        }
+        let mut o = Override::of(&id(uuid), "root (uid 0)".into(), 0);
+        o.max.cpu = Some(cores);
+        o
     }
 
     #[test]

@@ -551,23 +551,30 @@ fn restore_lab(names: &[String]) {
     }
 }
 
+/// `prescient daemon` on the lab every 2 s, with the profile `db` and the control socket
+/// `socket` (no metrics listener).
+fn lab_daemon(db: &std::path::Path, socket: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prescient"));
+    cmd.args([
+        "daemon",
+        "--uri",
+        URI,
+        "--interval",
+        "2",
+        "--metrics",
+        "off",
+    ])
+    .arg("--socket")
+    .arg(socket)
+    .arg("--db")
+    .arg(db);
+    cmd
+}
+
 /// Run `prescient daemon` on the lab for `seconds` with `args`; returns its log.
 fn run_daemon(db: &std::path::Path, args: &[&str], seconds: u64) -> String {
     let log = db.with_extension("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args([
-            "daemon",
-            "--uri",
-            URI,
-            "--interval",
-            "2",
-            "--metrics",
-            "off",
-        ])
-        .arg("--socket")
-        .arg(db.with_extension("sock"))
-        .arg("--db")
-        .arg(db)
+    let mut child = lab_daemon(db, &db.with_extension("sock"))
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -905,20 +912,7 @@ fn start_steered(
     tenant: &str,
 ) -> std::process::Child {
     let log = db.with_extension("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args([
-            "daemon",
-            "--uri",
-            URI,
-            "--interval",
-            "2",
-            "--metrics",
-            "off",
-        ])
-        .arg("--socket")
-        .arg(socket)
-        .arg("--db")
-        .arg(db)
+    let mut child = lab_daemon(db, socket)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(

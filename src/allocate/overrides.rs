@@ -60,6 +60,22 @@ pub enum OverrideError {
 }
 
 impl Override {
+    /// An override of `id` that asks for nothing yet, set by `set_by` at `set_ms`.
+    pub fn of(id: &crate::model::TenantId, set_by: String, set_ms: i64) -> Override {
+        Override {
+            uuid: id.uuid.clone(),
+            name: id.name.clone(),
+            class: None,
+            min: Amounts::default(),
+            max: Amounts::default(),
+            freeze: false,
+            frozen: Amounts::default(),
+            expires_ms: None,
+            set_by,
+            set_ms,
+        }
+    }
+
     /// Check the amounts and that it asks for something.
     pub fn validate(&self) -> Result<(), OverrideError> {
         for r in Resource::ALL {
@@ -199,18 +215,11 @@ mod tests {
     use crate::plan::TenantAllocation;
 
     fn ov(uuid: &str) -> Override {
-        Override {
+        let id = TenantId {
             uuid: uuid.into(),
             name: uuid.into(),
-            class: None,
-            min: Amounts::default(),
-            max: Amounts::default(),
-            freeze: false,
-            frozen: Amounts::default(),
-            expires_ms: None,
-            set_by: "root (uid 0)".into(),
-            set_ms: 0,
-        }
+        };
+        Override::of(&id, "root (uid 0)".into(), 0)
     }
 
     fn obs() -> Observation {

@@ -235,15 +235,11 @@ fn find<'a>(obs: Option<&'a Observation>, tenant: &str) -> Result<&'a TenantId, 
 
 fn override_of(id: &TenantId, spec: &OverrideSpec, caller: &Caller, now_ms: i64) -> Override {
     Override {
-        uuid: id.uuid.clone(),
-        name: id.name.clone(),
         class: spec.class,
         min: spec.min.amounts(),
         max: spec.max.amounts(),
         freeze: spec.freeze,
-        frozen: Default::default(),
         expires_ms: spec.ttl_seconds.map(|s| now_ms + (s * 1000.0) as i64),
-        set_by: caller.to_string(),
-        set_ms: now_ms,
+        ..Override::of(id, caller.to_string(), now_ms)
     }
 }

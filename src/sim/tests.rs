@@ -493,7 +493,6 @@ fn prescient_takes_a_tenant_back_after_a_gap() {
 #[test]
 fn an_override_holds_in_the_replay_from_the_next_interval() {
     use crate::allocate::overrides::Override;
-    use crate::model::Amounts;
     // Two tenants demanding 1000 MHz each interval on a host with room for both.
     let r = replay(&[&[1000.0; 6], &[1000.0; 6]]);
     let (policy, _) = crate::allocate::kind::PolicyKind::Reactive
@@ -506,22 +505,10 @@ fn an_override_holds_in_the_replay_from_the_next_interval() {
         let obs = c.step(&mut backend).unwrap();
         if k == 2 {
             let id = &obs.tenants.iter().find(|t| &*t.id.name == "1").unwrap().id;
-            c.set_override(Override {
-                uuid: id.uuid.clone(),
-                name: id.name.clone(),
-                class: Some(Class::Bronze),
-                min: Amounts::default(),
-                max: Amounts {
-                    cpu: Some(0.1), // cores
-                    ..Default::default()
-                },
-                freeze: false,
-                frozen: Amounts::default(),
-                expires_ms: None,
-                set_by: "root (uid 0)".into(),
-                set_ms: 0,
-            })
-            .unwrap();
+            let mut o = Override::of(id, "root (uid 0)".into(), 0);
+            o.class = Some(Class::Bronze);
+            o.max.cpu = Some(0.1); // cores
+            c.set_override(o).unwrap();
         }
         served_cpu.push(backend.served()[0].allocation[0]);
     }
