@@ -61,8 +61,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the control loop: collect every domain's stats each interval into the profile
-    /// database, until SIGINT or SIGTERM.
+    /// Run the control loop until SIGINT or SIGTERM: each interval, collect every domain's
+    /// stats into the profile database, forecast, and with --policy decide and apply the
+    /// allocations; serve the control socket and the metrics meanwhile.
     Daemon(daemon::DaemonArgs),
     /// Read the tenants' stats now (two bulk reads a short window apart, for rates) and print
     /// them.
