@@ -910,9 +910,9 @@ fn start_steered(
     socket: &std::path::Path,
     args: &[&str],
     tenant: &str,
-) -> std::process::Child {
+) -> Running {
     let log = db.with_extension("log");
-    let mut child = lab_daemon(db, socket)
+    let child = lab_daemon(db, socket)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(
@@ -924,9 +924,10 @@ fn start_steered(
         )
         .spawn()
         .unwrap();
+    let mut daemon = Running(Some(child));
     let t0 = Instant::now();
     loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = daemon.0.as_mut().unwrap().try_wait().unwrap() {
             panic!(
                 "daemon exited ({s}):\n{}",
                 std::fs::read_to_string(&log).unwrap()
@@ -942,7 +943,7 @@ fn start_steered(
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
             && v["steps"].as_array().is_some_and(|s| s.len() >= 3)
         {
-            return child;
+            return daemon;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(90),
@@ -952,7 +953,21 @@ fn start_steered(
     }
 }
 
-fn stop(mut child: std::process::Child) {
+/// A daemon the test started: killed if the test fails before [`stop`] (a daemon left
+/// running would steer the lab under the tests that follow).
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn stop(mut daemon: Running) {
+    let mut child = daemon.0.take().unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
