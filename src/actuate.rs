@@ -3,7 +3,8 @@
 //!
 //! * a change smaller than the hysteresis (a share of the amount in force) is not made;
 //! * a rise is made at once; a cut waits until the resource's cooldown since its last change
-//!   has passed (a tenant is never squeezed twice in a row on one noisy forecast);
+//!   has passed (a tenant is never squeezed twice in a row on one noisy forecast), except a
+//!   cut down to the tenant's limit (say, an operator's override): a limit holds at once;
 //! * the balloon never goes below the guest's floor (the memory it uses plus a margin) nor
 //!   above its maximum, and inflates at most one step per cycle;
 //! * a refused change is retried after the cooldown, not every cycle.
@@ -307,7 +308,10 @@ impl Actuator {
                         && (wanted - p).abs() <= self.cfg.hysteresis * p.abs().max(wanted.abs());
                     let cooling = within(state.since_ms.get(r));
                     let held = r == Resource::Mem && !squeeze_memory;
-                    if small || (wanted < p && (cooling || held)) {
+                    // A cut to the tenant's limit (an operator's override, its metadata, its
+                    // class) is made at once: the limit is a hard constraint.
+                    let over_limit = p > rules.bounds(t, r).1 * (1.0 + 1e-9);
+                    if small || (wanted < p && (cooling || held) && !over_limit) {
                         continue;
                     }
                 }
@@ -726,6 +730,39 @@ mod tests {
             &Rules::default(),
         );
         assert_eq!(change(&p, Resource::Mem).unwrap().amount, 256.0 * MIB);
+    }
+
+    #[test]
+    fn a_cut_down_to_the_tenants_limit_does_not_wait_for_the_cooldown() {
+        let mut a = Actuator::new(cfg());
+        let p = a.plan(
+            &alloc(1.5, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        accept_all(&mut a, &p, 0);
+        // 10 s later an override caps the tenant at 0.5 cores: cut now, not in 60 s.
+        let mut t = tenant(100);
+        t.policy.limit.cpu = Some(0.5);
+        let p = a.plan(&alloc(0.5, 512.0, 8e6), &obs(10, t), ALL, &Rules::default());
+        assert_eq!(change(&p, Resource::Cpu).unwrap().amount, 0.5);
+        // Without a limit the same cut waits.
+        let mut a = Actuator::new(cfg());
+        let p = a.plan(
+            &alloc(1.5, 512.0, 8e6),
+            &obs(0, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        accept_all(&mut a, &p, 0);
+        let p = a.plan(
+            &alloc(0.5, 512.0, 8e6),
+            &obs(10, tenant(100)),
+            ALL,
+            &Rules::default(),
+        );
+        assert!(change(&p, Resource::Cpu).is_none());
     }
 
     #[test]

@@ -548,6 +548,18 @@ fn restore_lab(names: &[String]) {
         ]);
         virsh(&["setmem", n, "512M", "--live"]);
         virsh(&["blkdeviotune", n, "vda", "--live", "--total-bytes-sec", "0"]);
+        let ifaces = virsh(&["domiflist", n]);
+        for tap in ifaces.split_whitespace().filter(|w| w.starts_with("vnet")) {
+            for args in [
+                vec!["qdisc", "del", "dev", tap, "root"],
+                vec!["qdisc", "del", "dev", tap, "ingress"],
+            ] {
+                let _ = Command::new("tc").args(&args).output();
+            }
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("pfb-{tap}")])
+                .output();
+        }
     }
 }
 
@@ -711,17 +723,6 @@ fn the_daemon_sets_what_it_chose_on_the_domains() {
         }
     }
     restore_lab(&tenants);
-    for tap in &taps {
-        let _ = Command::new("tc")
-            .args(["qdisc", "del", "dev", tap, "root"])
-            .status();
-        let _ = Command::new("tc")
-            .args(["qdisc", "del", "dev", tap, "ingress"])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("pfb-{tap}")])
-            .status();
-    }
     // Every tenant's vNIC was shaped (none is at boot).
     assert_eq!(taps.len(), tenants.len(), "net changes: {chosen:?}");
     // Every tenant's disk was throttled (none is at boot); CPU and balloon moved on every
@@ -953,8 +954,9 @@ fn start_steered(
     }
 }
 
-/// A daemon the test started: killed if the test fails before [`stop`] (a daemon left
-/// running would steer the lab under the tests that follow).
+/// A daemon the test started: if the test fails before [`stop`], it is killed and the lab
+/// given back its boot settings (a daemon left running, or its settings, would steer the
+/// lab under the tests that follow).
 struct Running(Option<std::process::Child>);
 
 impl Drop for Running {
@@ -962,6 +964,7 @@ impl Drop for Running {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
+            restore_lab(&running_lab_tenants());
         }
     }
 }
@@ -1079,5 +1082,8 @@ fn an_override_and_an_intent_set_through_the_cli_act_on_the_lab_and_survive_a_re
     );
     cli(&socket, &["override", "clear", &name]);
     stop(daemon);
+    // A restarted daemon reshapes the taps the one before it shaped.
+    let log = std::fs::read_to_string(db.with_extension("log")).unwrap();
+    assert!(!log.contains("Change operation not supported"), "{log}");
     restore_lab(&tenants);
 }

@@ -75,10 +75,18 @@ pub fn shape(tap: &str, bytes_per_s: u64) -> Result<(), TcError> {
         return Ok(());
     }
     let rate = format!("{}bit", bytes_per_s.saturating_mul(8));
-    let tap_args: [&[&str]; 3] = [
-        &[
-            "qdisc", "replace", "dev", tap, "root", "handle", "1:", "htb", "default", "1",
-        ],
+    // htb cannot be changed in place ("Change operation not supported"): a tap already
+    // shaped (by this daemon, or by one before it that left its settings) keeps its root
+    // and gets the new rate on its class.
+    if is_shaped(tap) != Some(true) {
+        run(
+            "tc",
+            &[
+                "qdisc", "replace", "dev", tap, "root", "handle", "1:", "htb", "default", "1",
+            ],
+        )?;
+    }
+    let tap_args: [&[&str]; 2] = [
         &[
             "class", "replace", "dev", tap, "parent", "1:", "classid", "1:1", "htb", "rate", &rate,
             "ceil", &rate,
