@@ -161,6 +161,12 @@ struct InForce {
     held: PerResource<Option<f64>>,
     id: crate::model::TenantId,
     vcpus: u32,
+    /// The vCPU and emulator pinning in force (a [`Setting::Pin`]), as read or as set.
+    pin: Option<Setting>,
+    /// The pinning tried this cycle, in force once the backend accepts it.
+    pin_tried: Option<Setting>,
+    /// Whether prescient has pinned the tenant (then it unpins it when no class asks).
+    pinned: bool,
 }
 
 pub struct Actuator {
@@ -258,6 +264,11 @@ impl Actuator {
         let squeeze_memory = self.cfg.balloon_below_host_free >= 1.0
             || host_free
                 .is_some_and(|f| f < self.cfg.balloon_below_host_free * h.memory_kib as f64);
+        let pins = if self.cfg.is_exact() {
+            None
+        } else {
+            pins(obs, rules)
+        };
         let mut plan = Plan::default();
         for a in &alloc.tenants {
             let Some(t) = by_uuid.get(&*a.uuid) else {
@@ -273,6 +284,14 @@ impl Actuator {
             let state = self.tenants.entry(a.uuid.clone()).or_default();
             state.id = t.id.clone();
             state.vcpus = t.vcpus;
+            state.pin_tried = None;
+            if state.pin.is_none() {
+                state.pin = t
+                    .settings
+                    .iter()
+                    .find(|s| matches!(s, Setting::Pin { .. }))
+                    .cloned();
+            }
             for r in Resource::ALL {
                 if state.amount.get(r).is_none() {
                     *state.amount.get_mut(r) = amount_of(&t.settings, r, t.vcpus);
@@ -328,6 +347,58 @@ impl Actuator {
                     settings,
                 });
             }
+            // The pinning, where a class asks for dedicated CPUs (or prescient pinned the
+            // tenant before and none asks any more: all CPUs again).
+            let wanted_pin = match &pins {
+                Some(p) => p.get(&*a.uuid).cloned(),
+                None if state.pinned => Some(unpinned(t.vcpus, obs.host.cpus)),
+                None => None,
+            };
+            if let Some(pin) = wanted_pin
+                && state.pin.as_ref() != Some(&pin)
+                && *shapes.get(Resource::Cpu)
+            {
+                match changes.iter_mut().find(|c| c.resource == Resource::Cpu) {
+                    Some(c) => c.settings.push(pin.clone()),
+                    None => {
+                        if let Some(in_force) = *state.amount.get(Resource::Cpu) {
+                            changes.push(Change {
+                                resource: Resource::Cpu,
+                                amount: in_force,
+                                previous: Some(in_force),
+                                settings: vec![pin.clone()],
+                            });
+                        }
+                    }
+                }
+                state.pin_tried = Some(pin);
+            }
+            // The pinning, where a class asks for dedicated CPUs (or prescient pinned the
+            // tenant before and none asks any more: all CPUs again).
+            let wanted_pin = match &pins {
+                Some(p) => p.get(&*a.uuid).cloned(),
+                None if state.pinned => Some(unpinned(t.vcpus, obs.host.cpus)),
+                None => None,
+            };
+            if let Some(pin) = wanted_pin
+                && state.pin.as_ref() != Some(&pin)
+                && *shapes.get(Resource::Cpu)
+            {
+                match changes.iter_mut().find(|c| c.resource == Resource::Cpu) {
+                    Some(c) => c.settings.push(pin.clone()),
+                    None => {
+                        if let Some(in_force) = *state.amount.get(Resource::Cpu) {
+                            changes.push(Change {
+                                resource: Resource::Cpu,
+                                amount: in_force,
+                                previous: Some(in_force),
+                                settings: vec![pin.clone()],
+                            });
+                        }
+                    }
+                }
+                state.pin_tried = Some(pin);
+            }
             if !changes.is_empty() {
                 plan.domains.push(DomainPlan {
                     id: t.id.clone(),
@@ -343,6 +414,12 @@ impl Actuator {
     pub fn record(&mut self, applied: &Applied, at_ms: i64) {
         for (uuid, r, amount) in &applied.accepted {
             let t = self.tenants.entry(uuid.clone()).or_default();
+            if *r == Resource::Cpu
+                && let Some(pin) = t.pin_tried.take()
+            {
+                t.pin = Some(pin);
+                t.pinned = true;
+            }
             *t.amount.get_mut(*r) = Some(*amount);
             *t.since_ms.get_mut(*r) = Some(at_ms);
             *t.refused_ms.get_mut(*r) = None;
@@ -360,6 +437,60 @@ impl Actuator {
     /// refused, until a change of it is accepted.
     pub fn held_at(&self, uuid: &str, r: Resource) -> Option<f64> {
         *self.tenants.get(uuid)?.held.get(r)
+    }
+}
+
+/// Every tenant's pinning when a class of `rules` asks for dedicated CPUs (None: none
+/// does). The tenants of such classes, the highest weight first, each get one host CPU per
+/// vCPU from the top of the host's CPUs down, while at least one CPU stays shared; a tenant
+/// that does not fit stays shared. Emulator threads and every other tenant run on the
+/// shared CPUs.
+pub fn pins(obs: &Observation, rules: &Rules) -> Option<HashMap<Arc<str>, Setting>> {
+    let n = obs.host.cpus;
+    let mut wanting: Vec<&TenantStats> = (obs.tenants.iter())
+        .filter(|t| rules.class(t.policy.class).dedicated_cpus)
+        .collect();
+    if wanting.is_empty() || n < 2 {
+        return None;
+    }
+    wanting.sort_by(|a, b| {
+        let w = |t: &TenantStats| rules.weight(t.policy.class);
+        w(b).total_cmp(&w(a))
+            .then_with(|| a.id.name.cmp(&b.id.name))
+    });
+    let mut free_top = n;
+    let mut dedicated: HashMap<&str, Vec<u32>> = HashMap::new();
+    for t in wanting {
+        let k = t.vcpus.max(1);
+        if free_top > k {
+            dedicated.insert(&t.id.uuid, (free_top - k..free_top).collect());
+            free_top -= k;
+        }
+    }
+    let shared: Vec<u32> = (0..free_top).collect();
+    Some(
+        (obs.tenants.iter())
+            .map(|t| {
+                let vcpu_cpus = match dedicated.get(&*t.id.uuid) {
+                    Some(cpus) => cpus.iter().map(|c| vec![*c]).collect(),
+                    None => vec![shared.clone(); t.vcpus.max(1) as usize],
+                };
+                let pin = Setting::Pin {
+                    vcpu_cpus,
+                    emulator_cpus: shared.clone(),
+                };
+                (t.id.uuid.clone(), pin)
+            })
+            .collect(),
+    )
+}
+
+/// Every vCPU and the emulator on every host CPU.
+fn unpinned(vcpus: u32, cpus: u32) -> Setting {
+    let all: Vec<u32> = (0..cpus).collect();
+    Setting::Pin {
+        vcpu_cpus: vec![all.clone(); vcpus.max(1) as usize],
+        emulator_cpus: all,
     }
 }
 
@@ -730,6 +861,72 @@ mod tests {
             &Rules::default(),
         );
         assert_eq!(change(&p, Resource::Mem).unwrap().amount, 256.0 * MIB);
+    }
+
+    fn pin_of(plan: &Plan) -> Option<&Setting> {
+        change(plan, Resource::Cpu)?
+            .settings
+            .iter()
+            .find(|s| matches!(s, Setting::Pin { .. }))
+    }
+
+    #[test]
+    fn a_class_with_dedicated_cpus_gets_them_and_the_rest_share_what_is_left() {
+        use crate::model::Class;
+        let mut rules = Rules::default();
+        rules.classes[Class::Gold as usize].dedicated_cpus = true;
+        let mut o = obs(0, tenant(100));
+        o.host.cpus = 4;
+        let mut gold = tenant(100);
+        gold.id = TenantId {
+            uuid: "g".into(),
+            name: "g".into(),
+        };
+        gold.policy.class = Class::Gold;
+        gold.vcpus = 2;
+        let mut big = gold.clone();
+        big.id = TenantId {
+            uuid: "big".into(),
+            name: "big".into(),
+        };
+        big.vcpus = 4; // does not fit beside the other: stays shared
+        o.tenants.push(gold);
+        o.tenants.push(big);
+        let pins = pins(&o, &rules).unwrap();
+        let pin = |u: &str| match &pins[u] {
+            Setting::Pin {
+                vcpu_cpus,
+                emulator_cpus,
+            } => (vcpu_cpus.clone(), emulator_cpus.clone()),
+            _ => unreachable!(),
+        };
+        assert_eq!(pin("g"), (vec![vec![2], vec![3]], vec![0, 1]));
+        assert_eq!(pin("u1"), (vec![vec![0, 1]; 2], vec![0, 1]));
+        assert_eq!(pin("big"), (vec![vec![0, 1]; 4], vec![0, 1]));
+        assert!(
+            super::pins(&o, &Rules::default()).is_none(),
+            "no class asks: nothing is pinned"
+        );
+
+        // Through the actuator: pinned once, then left alone; unpinned when no class asks.
+        let mut a = Actuator::new(cfg());
+        let mut one = obs(0, tenant(100));
+        one.host.cpus = 4;
+        one.tenants[0].policy.class = Class::Gold;
+        let p = a.plan(&alloc(1.0, 512.0, 8e6), &one, ALL, &rules);
+        assert!(pin_of(&p).is_some(), "{p:?}");
+        accept_all(&mut a, &p, 0);
+        one.at_unix_ms = 10_000;
+        let p = a.plan(&alloc(1.0, 512.0, 8e6), &one, ALL, &rules);
+        assert!(pin_of(&p).is_none(), "{p:?}");
+        let p = a.plan(&alloc(1.0, 512.0, 8e6), &one, ALL, &Rules::default());
+        assert_eq!(
+            pin_of(&p),
+            Some(&Setting::Pin {
+                vcpu_cpus: vec![vec![0, 1, 2, 3]; 2],
+                emulator_cpus: vec![0, 1, 2, 3],
+            })
+        );
     }
 
     #[test]

@@ -73,13 +73,18 @@ pub enum Setting {
     },
     /// The bandwidth of one vNIC (its host-side tap), each way (0: unlimited).
     NicRate { tap: String, bytes_per_s: u64 },
+    /// The host CPUs each vCPU (by index) and the emulator threads may run on.
+    Pin {
+        vcpu_cpus: Vec<Vec<u32>>,
+        emulator_cpus: Vec<u32>,
+    },
 }
 
 impl Setting {
     /// The resource this setting shapes.
     pub fn resource(&self) -> Resource {
         match self {
-            Setting::Cpu { .. } => Resource::Cpu,
+            Setting::Cpu { .. } | Setting::Pin { .. } => Resource::Cpu,
             Setting::Balloon { .. } => Resource::Mem,
             Setting::DiskIoTune { .. } => Resource::Disk,
             Setting::NicRate { .. } => Resource::Net,
@@ -109,6 +114,24 @@ impl std::fmt::Display for Setting {
             ),
             Setting::NicRate { tap, bytes_per_s } => {
                 write!(f, "{tap} {bytes_per_s} bytes/s each way")
+            }
+            Setting::Pin {
+                vcpu_cpus,
+                emulator_cpus,
+            } => {
+                let list = |c: &[u32]| {
+                    let v: Vec<String> = c.iter().map(u32::to_string).collect();
+                    v.join(",")
+                };
+                let vcpus: Vec<String> = (vcpu_cpus.iter().enumerate())
+                    .map(|(i, c)| format!("vcpu{i}→{}", list(c)))
+                    .collect();
+                write!(
+                    f,
+                    "pin {} emulator→{}",
+                    vcpus.join(" "),
+                    list(emulator_cpus)
+                )
             }
         }
     }

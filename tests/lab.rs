@@ -548,6 +548,11 @@ fn restore_lab(names: &[String]) {
         ]);
         virsh(&["setmem", n, "512M", "--live"]);
         virsh(&["blkdeviotune", n, "vda", "--live", "--total-bytes-sec", "0"]);
+        let all = format!("0-{}", host_cpus() - 1);
+        for (vcpu, _) in vcpu_pins(n) {
+            virsh(&["vcpupin", n, &vcpu.to_string(), &all, "--live"]);
+        }
+        virsh(&["emulatorpin", n, &all, "--live"]);
         let ifaces = virsh(&["domiflist", n]);
         for tap in ifaces.split_whitespace().filter(|w| w.starts_with("vnet")) {
             for args in [
@@ -561,6 +566,35 @@ fn restore_lab(names: &[String]) {
                 .output();
         }
     }
+}
+
+/// The host's CPUs, as libvirt counts them.
+fn host_cpus() -> u32 {
+    let info = virsh(&["nodeinfo"]);
+    (info.lines())
+        .find_map(|l| l.strip_prefix("CPU(s):")?.trim().parse().ok())
+        .expect("CPU(s) in virsh nodeinfo")
+}
+
+/// A domain's vCPUs and the host CPUs each may run on, as `virsh vcpupin` lists them.
+fn vcpu_pins(name: &str) -> Vec<(u32, String)> {
+    (virsh(&["vcpupin", name, "--live"]).lines())
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.parse().ok()?, w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The host CPUs a domain's emulator threads may run on (`virsh emulatorpin`).
+fn emulator_pin(name: &str) -> String {
+    let out = virsh(&["emulatorpin", name, "--live"]);
+    (out.lines())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim() == "*")
+        .map(|(_, v)| v.trim().to_string())
+        .next()
+        .unwrap_or_else(|| panic!("no emulator pinning in:\n{out}"))
 }
 
 /// `prescient daemon` on the lab every 2 s, with the profile `db` and the control socket
@@ -1086,4 +1120,54 @@ fn an_override_and_an_intent_set_through_the_cli_act_on_the_lab_and_survive_a_re
     let log = std::fs::read_to_string(db.with_extension("log")).unwrap();
     assert!(!log.contains("Change operation not supported"), "{log}");
     restore_lab(&tenants);
+}
+
+#[test]
+#[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
+fn a_class_with_dedicated_cpus_is_pinned_and_the_others_share_the_rest() {
+    let tenants = running_lab_tenants();
+    let cpus = host_cpus();
+    assert!(
+        cpus >= 2,
+        "pinning needs two host CPUs, the host has {cpus}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[classes.gold]\ndedicated_cpus = true\n").unwrap();
+    let args = [
+        "--policy",
+        "static",
+        "--policy-file",
+        rules.to_str().unwrap(),
+    ];
+    let log = run_daemon(&db, &args, 10);
+    assert!(!log.contains("refused: pin"), "{log}");
+    let last = cpus - 1;
+    let shared = if last == 1 {
+        "0".to_string()
+    } else {
+        format!("0-{}", last - 1)
+    };
+    // The lab's gold tenant (prescient-lab-1, one vCPU) has the top CPU to itself.
+    for name in &tenants {
+        let pins = vcpu_pins(name);
+        assert!(!pins.is_empty(), "{name}: no vCPU listed");
+        if name == "prescient-lab-1" {
+            assert_eq!(pins[0].1, last.to_string(), "{name}: {pins:?}");
+        } else {
+            for (vcpu, cpus) in &pins {
+                assert_eq!(*cpus, shared, "{name} vCPU {vcpu}");
+            }
+        }
+        assert_eq!(emulator_pin(name), shared, "{name}: emulator");
+    }
+    restore_lab(&tenants);
+    for name in &tenants {
+        assert_eq!(
+            emulator_pin(name),
+            format!("0-{last}"),
+            "{name}: given back"
+        );
+    }
 }

@@ -37,6 +37,9 @@ pub struct ClassRules {
     /// The quantile of forecast demand the class is provisioned to when capacity is ample
     /// (the `prescient` policy; without one, its price of slack decides).
     pub target: PerResource<Option<f64>>,
+    /// Each vCPU of the class's tenants gets a host CPU of its own (pinned), the emulator
+    /// threads and every other tenant keep to the CPUs left shared.
+    pub dedicated_cpus: bool,
 }
 
 impl Default for Rules {
@@ -47,6 +50,7 @@ impl Default for Rules {
             reservation: Amounts::default(),
             limit: Amounts::default(),
             target: PerResource::default(),
+            dedicated_cpus: false,
         };
         Rules {
             host_reserve: Amounts::default(),
@@ -174,6 +178,7 @@ struct RawClass {
     reservation: RawAmounts,
     limit: RawAmounts,
     target: RawTargets,
+    dedicated_cpus: bool,
 }
 
 /// Amounts in the units of `<prescient:tenant>` metadata.
@@ -274,6 +279,7 @@ impl Check<'_> {
         let reservation = format!("{name}.reservation");
         rules.reservation = self.amounts(&reservation, &raw.reservation)?;
         rules.limit = self.amounts(&format!("{name}.limit"), &raw.limit)?;
+        rules.dedicated_cpus = raw.dedicated_cpus;
         let t = &raw.target;
         for (r, v) in Resource::ALL
             .into_iter()

@@ -27,6 +27,7 @@ pub enum PolicyCommand {
     ///   limit = { mem_mib = 8192 }          # ... and never more than this
     ///   target = { cpu = 0.99 }    # the quantile of forecast demand given while
     ///                              # the host has room (prescient policy)
+    ///   dedicated_cpus = true      # each vCPU pinned to a host CPU of its own
     ///
     /// A tenant's <prescient:tenant> domain metadata (guarantee, limit) overrides
     /// its class's reservation and limit. policies/default.toml shows every key.
@@ -90,12 +91,17 @@ pub fn render(rules: &Rules) -> String {
             .join(" / ");
         let _ = writeln!(
             s,
-            "{:<7} weight {}\n        reservation {}\n        limit       {}\n        target      {}",
+            "{:<7} weight {}\n        reservation {}\n        limit       {}\n        target      {}{}",
             c.class,
             c.weight,
             amounts(&c.reservation),
             amounts(&c.limit),
-            target
+            target,
+            if c.dedicated_cpus {
+                "\n        dedicated host CPUs"
+            } else {
+                ""
+            }
         );
     }
     s

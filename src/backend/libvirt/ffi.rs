@@ -242,6 +242,26 @@ impl Drop for Conn {
     }
 }
 
+/// libvirt's CPU bitmap of `cpus` (bit c of byte c / 8).
+fn cpumap(cpus: &[u32]) -> Vec<u8> {
+    let len = cpus.iter().max().map_or(1, |m| (*m / 8 + 1) as usize);
+    let mut map = vec![0u8; len];
+    for c in cpus {
+        map[(*c / 8) as usize] |= 1 << (c % 8);
+    }
+    map
+}
+
+/// The CPUs (below `cpus`) set in a libvirt CPU bitmap.
+fn cpus_of(map: &[u8], cpus: u32) -> Vec<u32> {
+    (0..cpus)
+        .filter(|c| {
+            map.get((*c / 8) as usize)
+                .is_some_and(|b| b & (1 << (c % 8)) != 0)
+        })
+        .collect()
+}
+
 /// A domain reference, freed on drop.
 struct DomRef(sys::virDomainPtr);
 
@@ -526,6 +546,90 @@ impl Conn {
         }
     }
 
+    /// Pin each vCPU (by index) and the emulator threads to host CPUs, live.
+    pub fn set_pins(
+        &self,
+        uuid: &str,
+        vcpu_cpus: &[Vec<u32>],
+        emulator_cpus: &[u32],
+    ) -> Result<(), LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        for (vcpu, cpus) in vcpu_cpus.iter().enumerate() {
+            let mut map = cpumap(cpus);
+            // SAFETY: dom is valid; map is a live buffer of map.len() bytes libvirt reads.
+            let rc = unsafe {
+                sys::virDomainPinVcpuFlags(
+                    dom.0,
+                    vcpu as c_uint,
+                    map.as_mut_ptr(),
+                    map.len() as c_int,
+                    sys::VIR_DOMAIN_AFFECT_LIVE,
+                )
+            };
+            if rc < 0 {
+                return Err(LibvirtError::last());
+            }
+        }
+        let mut map = cpumap(emulator_cpus);
+        // SAFETY: as above.
+        let rc = unsafe {
+            sys::virDomainPinEmulator(
+                dom.0,
+                map.as_mut_ptr(),
+                map.len() as c_int,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            Err(LibvirtError::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The host CPUs each of `vcpus` vCPUs and the emulator threads may run on now, on a
+    /// host of `cpus` CPUs.
+    pub fn pins(
+        &self,
+        uuid: &str,
+        vcpus: u32,
+        cpus: u32,
+    ) -> Result<(Vec<Vec<u32>>, Vec<u32>), LibvirtError> {
+        let dom = self.lookup(uuid)?;
+        let maplen = cpus.div_ceil(8).max(1) as usize;
+        let mut maps = vec![0u8; maplen * vcpus as usize];
+        // SAFETY: dom is valid; maps holds vcpus maps of maplen bytes each for libvirt to fill.
+        let n = unsafe {
+            sys::virDomainGetVcpuPinInfo(
+                dom.0,
+                vcpus as c_int,
+                maps.as_mut_ptr(),
+                maplen as c_int,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if n < 0 {
+            return Err(LibvirtError::last());
+        }
+        let vcpu_cpus = (maps.chunks(maplen).take(n as usize))
+            .map(|m| cpus_of(m, cpus))
+            .collect();
+        let mut map = vec![0u8; maplen];
+        // SAFETY: as above, one map.
+        let rc = unsafe {
+            sys::virDomainGetEmulatorPinInfo(
+                dom.0,
+                map.as_mut_ptr(),
+                maplen as c_int,
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if rc < 0 {
+            return Err(LibvirtError::last());
+        }
+        Ok((vcpu_cpus, cpus_of(&map, cpus)))
+    }
+
     /// Set the live balloon target (KiB).
     pub fn set_memory(&self, uuid: &str, kib: u64) -> Result<(), LibvirtError> {
         let dom = self.lookup(uuid)?;
@@ -704,4 +808,14 @@ impl Conn {
 /// Stop libvirt from printing its errors on stderr: we report them ourselves.
 pub fn quiet_errors() {
     virt::error::clear_error_callback();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_bitmaps_round_trip() {
+        for cpus in [vec![0], vec![1, 3], vec![0, 7, 8, 15, 16], vec![]] {
+            assert_eq!(super::cpus_of(&super::cpumap(&cpus), 32), cpus);
+        }
+    }
 }

@@ -301,7 +301,8 @@ impl Backend for LibvirtBackend {
     }
 }
 
-/// The domain's CPU bandwidth and disk throttles (what a getter cannot read is left out).
+/// The domain's CPU bandwidth, vCPU pinning and disk throttles (what a getter cannot read is
+/// left out).
 fn read_settings(conn: &Conn, uuid: &str, config: &DomainConfig) -> Vec<Setting> {
     let mut out = Vec::new();
     let uint = |params: &[(String, Param)], name: &str| {
@@ -354,6 +355,16 @@ fn read_settings(conn: &Conn, uuid: &str, config: &DomainConfig) -> Vec<Setting>
             }
         }
     }
+    let cpus = conn.node_info().map(|n| n.cpus).unwrap_or(0);
+    if cpus > 0 {
+        match conn.pins(uuid, config.vcpus.max(1), cpus) {
+            Ok((vcpu_cpus, emulator_cpus)) => out.push(Setting::Pin {
+                vcpu_cpus,
+                emulator_cpus,
+            }),
+            Err(e) => tracing::debug!(uuid, "cannot read the vCPU pinning: {e}"),
+        }
+    }
     // A tap without prescient's htb is unshaped; one with it has a rate we do not parse.
     for tap in config.interfaces.iter().filter_map(|i| i.target.as_deref()) {
         if tc::is_shaped(tap) == Some(false) {
@@ -393,6 +404,10 @@ fn apply_plan(
                         total_bytes_sec,
                         total_iops_sec,
                     } => conn.set_block_iotune(uuid, disk, *total_bytes_sec, *total_iops_sec),
+                    Setting::Pin {
+                        vcpu_cpus,
+                        emulator_cpus,
+                    } => conn.set_pins(uuid, vcpu_cpus, emulator_cpus),
                     Setting::NicRate { tap, bytes_per_s } => {
                         let taps = shaped.entry(uuid.to_string()).or_default();
                         if !taps.contains(tap) {
