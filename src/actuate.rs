@@ -373,32 +373,6 @@ impl Actuator {
                 }
                 state.pin_tried = Some(pin);
             }
-            // The pinning, where a class asks for dedicated CPUs (or prescient pinned the
-            // tenant before and none asks any more: all CPUs again).
-            let wanted_pin = match &pins {
-                Some(p) => p.get(&*a.uuid).cloned(),
-                None if state.pinned => Some(unpinned(t.vcpus, obs.host.cpus)),
-                None => None,
-            };
-            if let Some(pin) = wanted_pin
-                && state.pin.as_ref() != Some(&pin)
-                && *shapes.get(Resource::Cpu)
-            {
-                match changes.iter_mut().find(|c| c.resource == Resource::Cpu) {
-                    Some(c) => c.settings.push(pin.clone()),
-                    None => {
-                        if let Some(in_force) = *state.amount.get(Resource::Cpu) {
-                            changes.push(Change {
-                                resource: Resource::Cpu,
-                                amount: in_force,
-                                previous: Some(in_force),
-                                settings: vec![pin.clone()],
-                            });
-                        }
-                    }
-                }
-                state.pin_tried = Some(pin);
-            }
             if !changes.is_empty() {
                 plan.domains.push(DomainPlan {
                     id: t.id.clone(),
@@ -915,6 +889,11 @@ mod tests {
         one.tenants[0].policy.class = Class::Gold;
         let p = a.plan(&alloc(1.0, 512.0, 8e6), &one, ALL, &rules);
         assert!(pin_of(&p).is_some(), "{p:?}");
+        let pins_set = (p.domains.iter().flat_map(|d| &d.changes))
+            .flat_map(|c| &c.settings)
+            .filter(|s| matches!(s, Setting::Pin { .. }))
+            .count();
+        assert_eq!(pins_set, 1, "{p:?}");
         accept_all(&mut a, &p, 0);
         one.at_unix_ms = 10_000;
         let p = a.plan(&alloc(1.0, 512.0, 8e6), &one, ALL, &rules);
