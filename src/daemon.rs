@@ -51,8 +51,6 @@ pub enum DaemonError {
     Policy(#[from] crate::allocate::kind::KindError),
     #[error(transparent)]
     Control(#[from] ServerError),
-    #[error("control.metrics_listen {0}")]
-    MetricsAddress(String),
 }
 
 /// What the rest of the daemon asks of the control loop.
@@ -188,34 +186,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         policy_file: policy_file.clone(),
         slots: tokio::sync::Semaphore::new(crate::control::server::MAX_CONNECTIONS),
     });
-    let socket = cfg.control.socket().map(|p| p.to_path_buf());
-    if let Some(path) = &socket {
-        let listener = crate::control::server::bind(path, &cfg.control.group)?;
-        let _runtime = rt.enter();
-        let listener =
-            tokio::net::UnixListener::from_std(listener).map_err(|e| ServerError::Socket {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        rt.spawn(crate::control::server::serve_socket(
-            listener,
-            shared.clone(),
-        ));
-        tracing::info!(socket = %path.display(), group = %cfg.control.group, "control socket open");
-    }
-    if let Some(addr) = cfg.control.metrics().map_err(DaemonError::MetricsAddress)? {
-        let bound = std::net::TcpListener::bind(addr).and_then(|l| {
-            l.set_nonblocking(true)?;
-            let _runtime = rt.enter();
-            tokio::net::TcpListener::from_std(l)
-        });
-        let listener = bound.map_err(|source| ServerError::Metrics { addr, source })?;
-        rt.spawn(crate::control::server::serve_metrics(
-            listener,
-            shared.clone(),
-        ));
-        tracing::info!(%addr, "metrics served at /metrics");
-    }
+    let socket = crate::control::server::listen(&rt, &cfg.control, &shared)?;
     let print = opts.print_stats;
     let publisher = Publisher {
         shared,

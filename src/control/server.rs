@@ -36,6 +36,8 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("control.metrics_listen {0}")]
+    MetricsAddress(String),
     #[error("metrics address {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -137,6 +139,38 @@ pub fn bind(path: &Path, group: &str) -> Result<std::os::unix::net::UnixListener
         .set_nonblocking(true)
         .map_err(|e| err(format!("{e}")))?;
     Ok(listener)
+}
+
+/// Open the control socket and the metrics listener `cfg` asks for and serve them on `rt`
+/// (until it stops); the socket's path, to remove at exit.
+pub fn listen(
+    rt: &tokio::runtime::Runtime,
+    cfg: &super::ControlConfig,
+    shared: &Arc<Shared>,
+) -> Result<Option<PathBuf>, ServerError> {
+    let _runtime = rt.enter();
+    let socket = cfg.socket().map(Path::to_path_buf);
+    if let Some(path) = &socket {
+        let listener = bind(path, &cfg.group)?;
+        let listener =
+            tokio::net::UnixListener::from_std(listener).map_err(|e| ServerError::Socket {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        rt.spawn(serve_socket(listener, shared.clone()));
+        tracing::info!(socket = %path.display(), group = %cfg.group, "control socket open");
+    }
+    let addr = cfg.metrics().map_err(ServerError::MetricsAddress)?;
+    if let Some(addr) = addr {
+        let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        });
+        let listener = bound.map_err(|source| ServerError::Metrics { addr, source })?;
+        rt.spawn(serve_metrics(listener, shared.clone()));
+        tracing::info!(%addr, "metrics served at /metrics");
+    }
+    Ok(socket)
 }
 
 /// Serve the control socket until the runtime stops.
