@@ -16,6 +16,9 @@ pub enum Binding {
     None,
     /// Held up at its reservation.
     Reservation,
+    /// Held up above its reservation by the policy itself: the floor it keeps every tenant
+    /// at (a share of its static share), or a probe above a capped interval's amount.
+    Floor,
     /// Held down at its limit.
     Limit,
     /// Held down by the shared capacity (λ > 0), or squeezed below its reservation.

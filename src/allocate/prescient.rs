@@ -14,7 +14,7 @@ use super::solve::{Demand, Item, solve};
 use super::{Inputs, Policy, static_shares};
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
-use crate::plan::{Allocation, Reason, TenantAllocation};
+use crate::plan::{Allocation, Binding, Reason, TenantAllocation};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -234,6 +234,8 @@ impl Policy for Prescient {
             let shares = static_shares(obs, rules, r);
             let capacity = rules.capacity(&obs.host, r);
             let cost = self.ledger[r.index()].cost(self.cost);
+            let reservations: Vec<f64> =
+                (obs.tenants.iter()).map(|t| rules.bounds(t, r).0).collect();
             let (items, steps): (Vec<Item>, Vec<_>) = obs
                 .tenants
                 .iter()
@@ -293,9 +295,19 @@ impl Policy for Prescient {
             let s = solve(&items, capacity, cost);
             self.prices[r.index()] = s.lambda;
             let why = reasons.iter_mut().zip(&steps).zip(&s.binding);
-            for (((a, x), l), ((why, step), &binding)) in
-                amounts.iter_mut().zip(s.x).zip(learned.iter_mut()).zip(why)
+            for ((((a, x), l), ((why, step), &binding)), &reserved) in (amounts.iter_mut())
+                .zip(s.x)
+                .zip(learned.iter_mut())
+                .zip(why)
+                .zip(&reservations)
             {
+                // Held above what the operator reserved: the policy's own floor or probe.
+                let binding = match binding {
+                    Binding::Reservation if x > reserved + 1e-9 * x.abs().max(1.0) => {
+                        Binding::Floor
+                    }
+                    b => b,
+                };
                 *why.get_mut(r) = Reason {
                     forecast_p50: step.map(|q| q.0),
                     forecast_p95: step.map(|q| q.1),
@@ -430,6 +442,13 @@ mod tests {
             why.iter()
                 .all(|w| w.forecast_p50.is_none() && w.sensitivity == 1.0)
         );
+        // An idle tenant held up by the policy's own floor (a share of its static share)
+        // says so, not that a reservation holds it.
+        let mut idle = obs.clone();
+        idle.tenants[0].usage.cpu = Some(0.001);
+        let a = allocate(&idle, "");
+        let why = a.tenants[0].reasons.unwrap().cpu;
+        assert_eq!(why.binding, Binding::Floor, "{:?}", a.tenants[0].amounts);
         // A tenant's metadata overrides its class.
         let mut obs = obs;
         obs.tenants[0].policy.limit.cpu = Some(0.8);

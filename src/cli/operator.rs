@@ -407,6 +407,10 @@ fn render_explain(e: &Explain) -> String {
                         "its class's quantile of the forecast: nothing bound".to_string()
                     }
                     crate::plan::Binding::Reservation => "held up at its reservation".into(),
+                    crate::plan::Binding::Floor => "held up by the policy's own floor (a \
+                                                    share of its static share, or a probe \
+                                                    above a capped interval)"
+                        .into(),
                     crate::plan::Binding::Limit => "held down at its limit".into(),
                     crate::plan::Binding::Capacity => format!(
                         "held down by the host's capacity (price λ = {:.3})",
