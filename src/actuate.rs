@@ -908,30 +908,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_cut_down_to_the_tenants_limit_does_not_wait_for_the_cooldown() {
+    /// An actuator that applied `cpu` cores (and the rest of [`alloc`]) at time 0.
+    fn settled_at(cpu: f64) -> Actuator {
         let mut a = Actuator::new(cfg());
         let p = a.plan(
-            &alloc(1.5, 512.0, 8e6),
+            &alloc(cpu, 512.0, 8e6),
             &obs(0, tenant(100)),
             ALL,
             &Rules::default(),
         );
         accept_all(&mut a, &p, 0);
+        a
+    }
+
+    #[test]
+    fn a_cut_down_to_the_tenants_limit_does_not_wait_for_the_cooldown() {
+        let mut a = settled_at(1.5);
         // 10 s later an override caps the tenant at 0.5 cores: cut now, not in 60 s.
         let mut t = tenant(100);
         t.policy.limit.cpu = Some(0.5);
         let p = a.plan(&alloc(0.5, 512.0, 8e6), &obs(10, t), ALL, &Rules::default());
         assert_eq!(change(&p, Resource::Cpu).unwrap().amount, 0.5);
         // Without a limit the same cut waits.
-        let mut a = Actuator::new(cfg());
-        let p = a.plan(
-            &alloc(1.5, 512.0, 8e6),
-            &obs(0, tenant(100)),
-            ALL,
-            &Rules::default(),
-        );
-        accept_all(&mut a, &p, 0);
+        let mut a = settled_at(1.5);
         let p = a.plan(
             &alloc(0.5, 512.0, 8e6),
             &obs(10, tenant(100)),
