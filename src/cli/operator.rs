@@ -300,9 +300,11 @@ pub fn tenants(socket: &Path, a: ReportArgs) -> super::CliResult {
 
 fn render_tenants(list: &[TenantView]) -> String {
     let mut o = String::new();
+    // As wide as the longest name (with its override mark), so the columns line up.
+    let w = (list.iter().map(|t| t.name.chars().count() + 1).max()).map_or(20, |n| n.max(20));
     let _ = writeln!(
         o,
-        "{:<20} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  BOUND BY",
+        "{:<w$} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  BOUND BY",
         "TENANT", "CLASS", "RES", "NOW", "P50", "P95", "ALLOC", "IN FORCE"
     );
     let mut list: Vec<&TenantView> = list.iter().collect();
@@ -318,7 +320,7 @@ fn render_tenants(list: &[TenantView]) -> String {
             let f = t.forecast.as_ref().map(|f| *f.get(r));
             let _ = writeln!(
                 o,
-                "{:<20} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+                "{:<w$} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
                 name,
                 class,
                 r.name(),
