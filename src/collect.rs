@@ -6,7 +6,7 @@
 //! are reported once and forgotten.
 
 use crate::backend::{DomainCounters, DomainSnapshot, Snapshot};
-use crate::model::{HostInfo, PerResource, TenantId, TenantPolicy};
+use crate::model::{HostInfo, PerResource, Resource, TenantId, TenantPolicy};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,8 @@ pub struct TenantStats {
     pub policy: TenantPolicy,
     pub vcpus: u32,
     pub max_memory_kib: u64,
+    /// Usage can never exceed `vcpus` cores and `max_memory_kib` (see [`TenantStats::most`]).
+    pub size_is_limit: bool,
     /// The four managed resources, in cores, KiB, bytes/s and bytes/s. `None` until two
     /// samples exist (rates) or when the guest does not report it.
     pub usage: PerResource<Option<f64>>,
@@ -33,6 +35,20 @@ pub struct TenantStats {
     pub disk_targets: Vec<Arc<str>>,
     /// The domain's settings as the backend last read them (empty where it cannot).
     pub settings: Vec<crate::plan::Setting>,
+}
+
+impl TenantStats {
+    /// The most of `r` the domain can use however much it is given, where the host
+    /// enforces its size: its vCPUs (in cores) and its maximum memory. `None` where the size
+    /// is no limit or unknown, and for disk and net, which have no such size.
+    pub fn most(&self, r: Resource) -> Option<f64> {
+        let v = match r {
+            Resource::Cpu => f64::from(self.vcpus),
+            Resource::Mem => self.max_memory_kib as f64,
+            Resource::Disk | Resource::Net => return None,
+        };
+        (self.size_is_limit && v > 0.0).then_some(v)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -327,6 +343,7 @@ fn derive(d: &DomainSnapshot, prev: Option<&DomainCounters>, dt: f64) -> TenantS
         policy: d.config.policy.clone(),
         vcpus,
         max_memory_kib: d.config.max_memory_kib,
+        size_is_limit: d.config.size_is_limit,
         capped,
         usage: PerResource {
             cpu: cores,

@@ -21,6 +21,9 @@ pub enum Binding {
     Floor,
     /// Held down at its limit.
     Limit,
+    /// Held down at the most the domain can use (its vCPUs, its maximum memory): more would
+    /// be allocated and never used.
+    Size,
     /// Held down by the shared capacity (λ > 0), or squeezed below its reservation.
     Capacity,
 }

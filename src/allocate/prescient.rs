@@ -244,7 +244,10 @@ impl Policy for Prescient {
                 .zip(&learned)
                 .map(|(((t, &share), f), l)| {
                     let (reservation, limit) = rules.bounds(t, r);
-                    let hi = capacity.unwrap_or(f64::INFINITY).min(limit);
+                    // Never more than the domain can use: above its size a unit is slack
+                    // whatever the forecast's tail says (an operator's reservation stands).
+                    let size = t.most(r).filter(|&m| m < limit && m >= reservation);
+                    let hi = capacity.unwrap_or(f64::INFINITY).min(size.unwrap_or(limit));
                     let mut lo = (FLOOR * share).max(reservation);
                     // The forecast's step for the coming interval, raised to the steps up to
                     // the one the next decision comes into force in (a rise is made before
@@ -289,7 +292,7 @@ impl Policy for Prescient {
                         lo: lo.min(hi),
                         hi,
                     };
-                    (item, step.map(|q| (q[0], q[2])))
+                    (item, (step.map(|q| (q[0], q[2])), size))
                 })
                 .unzip();
             let s = solve(&items, capacity, cost);
@@ -302,10 +305,12 @@ impl Policy for Prescient {
                 .zip(&reservations)
             {
                 // Held above what the operator reserved: the policy's own floor or probe.
+                let (step, size) = step;
                 let binding = match binding {
                     Binding::Reservation if x > reserved + 1e-9 * x.abs().max(1.0) => {
                         Binding::Floor
                     }
+                    Binding::Limit if size.is_some_and(|m| x >= m * (1.0 - 1e-9)) => Binding::Size,
                     b => b,
                 };
                 *why.get_mut(r) = Reason {
@@ -449,6 +454,15 @@ mod tests {
         let a = allocate(&idle, "");
         let why = a.tenants[0].reasons.unwrap().cpu;
         assert_eq!(why.binding, Binding::Floor, "{:?}", a.tenants[0].amounts);
+        // Where the host enforces a domain's size, no more than its vCPUs: the rest would be
+        // allocated and never used. Not where the size is no limit (a trace replay).
+        let mut small = obs.clone();
+        small.tenants[0].usage.cpu = Some(3.9);
+        assert!(allocate(&small, "").tenants[0].amounts.cpu > 4.0);
+        small.tenants[0].size_is_limit = true;
+        let a = allocate(&small, "");
+        assert_eq!(a.tenants[0].amounts.cpu, 4.0);
+        assert_eq!(a.tenants[0].reasons.unwrap().cpu.binding, Binding::Size);
         // A tenant's metadata overrides its class.
         let mut obs = obs;
         obs.tenants[0].policy.limit.cpu = Some(0.8);

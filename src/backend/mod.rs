@@ -45,6 +45,10 @@ pub struct DomainSnapshot {
 pub struct DomainConfig {
     pub vcpus: u32,
     pub max_memory_kib: u64,
+    /// The domain can never use more than its vCPUs and maximum memory: the host enforces
+    /// them (libvirt). False in a trace replay, whose recorded VMs at times used more than
+    /// their provisioned size.
+    pub size_is_limit: bool,
     pub disks: Vec<DiskConfig>,
     pub interfaces: Vec<InterfaceConfig>,
     pub policy: TenantPolicy,

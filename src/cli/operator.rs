@@ -414,6 +414,9 @@ fn render_explain(e: &Explain) -> String {
                                                     above a capped interval)"
                         .into(),
                     crate::plan::Binding::Limit => "held down at its limit".into(),
+                    crate::plan::Binding::Size => "held down at the domain's size (its \
+                                                   vCPUs or maximum memory)"
+                        .into(),
                     crate::plan::Binding::Capacity => format!(
                         "held down by the host's capacity (price λ = {:.3})",
                         reason.lambda

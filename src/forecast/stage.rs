@@ -375,6 +375,7 @@ mod tests {
                 policy: TenantPolicy::default(),
                 vcpus: 1,
                 max_memory_kib: 0,
+                size_is_limit: false,
                 usage: PerResource {
                     cpu: Some(cpu),
                     mem: Some(1000.0),

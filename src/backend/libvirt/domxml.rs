@@ -66,7 +66,10 @@ fn unit_to_kib(unit: &str) -> Option<f64> {
 /// Parse a domain's XML description.
 pub fn parse(xml: &str) -> Result<DomainConfig, XmlError> {
     let mut reader = NsReader::from_str(xml);
-    let mut cfg = DomainConfig::default();
+    let mut cfg = DomainConfig {
+        size_is_limit: true,
+        ..DomainConfig::default()
+    };
     let mut path = Path::default();
     let mut memory_unit = String::from("KiB");
     let mut vcpu_current: Option<u32> = None;

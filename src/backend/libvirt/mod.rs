@@ -148,6 +148,7 @@ impl LibvirtBackend {
         let config = match domxml::parse(&xml) {
             Ok(c) => c,
             Err(e) => DomainConfig {
+                size_is_limit: true,
                 policy: TenantPolicy {
                     metadata_error: Some(e.to_string()),
                     ..TenantPolicy::default()
