@@ -11,32 +11,12 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const URI: &str = "qemu:///system";
-
-fn virsh(args: &[&str]) -> String {
-    let out = Command::new("virsh")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .output()
-        .expect("running virsh");
-    assert!(
-        out.status.success(),
-        "virsh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[path = "common/lab_host.rs"]
+mod lab_host;
+use lab_host::{URI, daemon as lab_daemon, virsh};
 
 fn running_lab_tenants() -> Vec<String> {
-    let mut names: Vec<String> = virsh(&["list", "--name", "--state-running"])
-        .lines()
-        .map(str::trim)
-        .filter(|n| n.starts_with("prescient-lab-"))
-        .map(String::from)
-        .collect();
-    names.sort();
-    names
+    lab_host::domains(&["--state-running"], "prescient-lab-")
 }
 
 fn serial_log(name: &str) -> String {
@@ -595,26 +575,6 @@ fn emulator_pin(name: &str) -> String {
         .map(|(_, v)| v.trim().to_string())
         .next()
         .unwrap_or_else(|| panic!("no emulator pinning in:\n{out}"))
-}
-
-/// `prescient daemon` on the lab every 2 s, with the profile `db` and the control socket
-/// `socket` (no metrics listener).
-fn lab_daemon(db: &std::path::Path, socket: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prescient"));
-    cmd.args([
-        "daemon",
-        "--uri",
-        URI,
-        "--interval",
-        "2",
-        "--metrics",
-        "off",
-    ])
-    .arg("--socket")
-    .arg(socket)
-    .arg("--db")
-    .arg(db);
-    cmd
 }
 
 /// Run `prescient daemon` on the lab for `seconds` with `args`; returns its log.

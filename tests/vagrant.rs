@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const URI: &str = "qemu:///system";
+#[path = "common/lab_host.rs"]
+mod lab_host;
+use lab_host::virsh;
+
 const TENANTS: usize = 3;
 
 fn root() -> PathBuf {
@@ -32,20 +35,8 @@ fn vagrant(args: &[&str]) -> Command {
     cmd
 }
 
-fn virsh(args: &[&str]) -> String {
-    let out = run(Command::new("virsh").arg("-c").arg(URI).args(args));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn vagrant_domains() -> Vec<String> {
-    let mut names: Vec<String> = virsh(&["list", "--all", "--name"])
-        .lines()
-        .map(str::trim)
-        .filter(|n| n.starts_with("prescient-vagrant-"))
-        .map(String::from)
-        .collect();
-    names.sort();
-    names
+    lab_host::domains(&["--all"], "prescient-vagrant-")
 }
 
 fn schedinfo(domain: &str, field: &str) -> i64 {
@@ -139,20 +130,8 @@ fn vagrant_lab_comes_up_is_managed_and_goes() {
     let socket = dir.path().join("prescient.sock");
     let db = dir.path().join("profile.db");
     let log = dir.path().join("daemon.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_prescient"))
-        .args([
-            "daemon",
-            "--uri",
-            URI,
-            "--interval",
-            "2",
-            "--metrics",
-            "off",
-        ])
-        .args(["--policy", "prescient", "--socket"])
-        .arg(&socket)
-        .arg("--db")
-        .arg(&db)
+    let mut daemon = lab_host::daemon(&db, &socket)
+        .args(["--policy", "prescient"])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("starting the daemon");
