@@ -134,3 +134,52 @@ fn daemon_rejects_an_invalid_config_naming_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_daemon_on_one_profile_is_refused_and_kill_9_leaves_no_stale_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let mut first = start_daemon(&db);
+    let seen = wait_for_samples(&mut first, &db, 5);
+    let samples_before = committed(&db);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_prescient"))
+        .args(["daemon", "--uri", "test:///default", "--interval", "0.05"])
+        .args(["--metrics", "off", "--reset-db", "--socket"])
+        .arg(dir.path().join("other.sock"))
+        .arg("--db")
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            second.kill().unwrap();
+            panic!("a second daemon on the same profile was still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = second.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    let pid = format!("pid {}", first.id());
+    assert!(
+        err.contains("in use by another prescient daemon") && err.contains(&pid),
+        "the first daemon is named: {err}"
+    );
+    assert!(
+        committed(&db) >= samples_before,
+        "--reset-db moved nothing aside"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first daemon runs on"
+    );
+    first.kill().unwrap(); // SIGKILL: the kernel releases the lock
+    first.wait().unwrap();
+    let mut again = start_daemon(&db);
+    wait_for_samples(&mut again, &db, seen + 5);
+    again.kill().unwrap();
+    again.wait().unwrap();
+}

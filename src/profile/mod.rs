@@ -10,12 +10,14 @@
 //!
 //! Writes happen on the writer thread ([`writer`]), in batches, off the control loop.
 
+mod lock;
 pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
 use crate::plan::{Allocation, Applied, DomainSettings, Plan, Reason, Setting};
+pub use lock::ProfileLock;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -293,6 +295,11 @@ pub enum ProfileError {
          point --db / [profile] path elsewhere"
     )]
     NoDir { path: PathBuf, dir: PathBuf },
+    #[error(
+        "{path} is in use by another prescient daemon ({holder}); stop it first, or give \
+         this one another --db / [profile] path"
+    )]
+    InUse { path: PathBuf, holder: String },
     #[error("cannot move {path} aside to {to}: {source}")]
     MoveAside {
         path: PathBuf,
@@ -338,10 +345,12 @@ impl Default for Retention {
     }
 }
 
-/// An open, validated profile database.
+/// An open, validated profile database, locked against a second writer while it is open.
 pub struct ProfileDb {
     conn: Connection,
     path: PathBuf,
+    /// Held from [`ProfileDb::open`] until the database is closed.
+    lock: Option<ProfileLock>,
 }
 
 /// Sizes of the stored history, for status output and tests.
@@ -359,6 +368,21 @@ impl ProfileDb {
     /// that is not a prescient profile or is corrupt is renamed to `<file>.bad-<unix
     /// seconds>` first (never deleted); a valid profile is never moved.
     pub fn open(path: &Path, reset: bool) -> Result<ProfileDb, ProfileError> {
+        // Before anything touches the file (--reset-db included): another daemon may own it.
+        let early = ProfileLock::try_existing(path)?;
+        let mut db = Self::open_unlocked(path, reset)?;
+        db.lock = Some(match early {
+            Some(lock) if lock.is_on(path) => lock,
+            // A new file, or a new one in place of a file moved aside.
+            _ => ProfileLock::try_existing(path)?.ok_or_else(|| ProfileError::CannotOpen {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("the database vanished as it was opened"),
+            })?,
+        });
+        Ok(db)
+    }
+
+    fn open_unlocked(path: &Path, reset: bool) -> Result<ProfileDb, ProfileError> {
         match Self::open_checked(path) {
             Err(e) if reset && e.unusable_because().is_some() => {
                 let why = e.unusable_because().unwrap_or_default();
@@ -448,6 +472,7 @@ impl ProfileDb {
         let mut db = ProfileDb {
             conn,
             path: path.to_path_buf(),
+            lock: None,
         };
         db.migrate(version)?;
         Ok(db)

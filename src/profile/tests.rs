@@ -214,8 +214,12 @@ fn writer_batches_and_flushes() {
         w.submit(obs(&mut c, 1000 + i, 4));
     }
     w.flush().unwrap();
-    let reader = ProfileDb::open(&path, false).unwrap();
-    assert_eq!(reader.counts().unwrap().samples, 400);
+    // As an operator's sqlite3 reads it: the daemon's writer holds the profile.
+    let reader =
+        Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let samples: i64 =
+        (reader.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))).unwrap();
+    assert_eq!(samples, 400);
     let stats = w.shutdown();
     assert_eq!(stats.samples_committed, 400);
     assert!(stats.transactions >= 1 && stats.transactions <= 100);
