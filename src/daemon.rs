@@ -182,9 +182,9 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
             read_group: cfg.control.group.clone(),
             admin_group: cfg.control.admin_group.clone(),
         },
-        audit: std::sync::Mutex::new(crate::control::server::open_audit(&audit_path(&cfg))?),
+        audit: crate::control::server::AuditLog::open(&audit_path(&cfg))?,
         policy_file: policy_file.clone(),
-        slots: tokio::sync::Semaphore::new(crate::control::server::MAX_CONNECTIONS),
+        limits: Default::default(),
     });
     let socket = crate::control::server::listen(&rt, &cfg.control, &shared)?;
     let print = opts.print_stats;
@@ -394,7 +394,11 @@ fn wait(
             Ok(Command::Control(req)) => {
                 let now_ms = crate::model::now_unix_ms();
                 let result =
-                    (publisher.desk).act(controller, last, req.action, &req.caller, now_ms);
+                    (publisher.desk).act(controller, last, req.action.clone(), &req.caller, now_ms);
+                // Here, with the change, not in the connection: a client that goes away
+                // cannot leave a change unaudited.
+                let outcome = result.as_ref().map(|_| ());
+                (publisher.shared.audit).record(&req.caller, &req.action, outcome);
                 publisher.publish(controller, last);
                 let _ = req.reply.send(result);
             }

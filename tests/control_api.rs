@@ -31,9 +31,15 @@ impl Daemon {
     }
 
     fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        Self::start_serving(dir, config, "off")
+    }
+
+    /// With `/metrics` served over TCP at `metrics` (ADDR:PORT, or "off").
+    fn start_serving(dir: tempfile::TempDir, config: &str, metrics: &str) -> Daemon {
         let cfg = dir.path().join("prescient.toml");
         std::fs::write(&cfg, config).unwrap();
-        let child = common::daemon(Path::new(BIN), &dir.path().join("profile.db"))
+        let db = dir.path().join("profile.db");
+        let child = common::daemon_with_metrics(Path::new(BIN), &db, metrics)
             .args(["--policy", "static", "--config"])
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -562,4 +568,200 @@ fn a_stranger_is_refused_a_reader_reads_and_root_and_admins_change() {
 fn nix_is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// The audit log's lines, parsed.
+fn audit_lines(d: &Daemon) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(d.path().join("audit.log")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_change_is_audited_even_when_its_client_goes_away() {
+    let d = Daemon::start("");
+    let changes = [
+        (
+            "PUT",
+            "/v1/overrides/test",
+            r#"{"class":"gold"}"#,
+            "override set test",
+        ),
+        ("POST", "/v1/pause", "", "pause"),
+        ("POST", "/v1/resume", "", "resume"),
+    ];
+    for (method, path, body, described) in changes {
+        // As `socat` or `nc -N` do: send, close the write side, read the answer.
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{described}: {answer:?}"
+        );
+        let t0 = Instant::now();
+        while !audit_lines(&d)
+            .iter()
+            .any(|l| l["action"].as_str().unwrap().starts_with(described))
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{described}: no audit line in 10 s: {:?}\n{}",
+                audit_lines(&d),
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let list = json(&d.cli(&["override", "list", "--json"]));
+    assert_eq!(list[0]["name"], "test", "the override was made: {list}");
+    for l in audit_lines(&d) {
+        assert_eq!(l["result"], "ok", "{l}");
+        assert_eq!(l["uid"], nix_uid(), "{l}");
+    }
+    d.stop();
+}
+
+fn nix_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A free TCP port on the loopback (bound and released: the daemon binds it next).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_flood_of_metrics_connections_leaves_the_control_socket_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start_serving(dir, "", &addr);
+    // Anyone on the host may connect to the metrics listener: hold more idle connections
+    // than it serves.
+    let held: Vec<std::net::TcpStream> = (0..24)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = d.cli(&["status", "--json"]);
+    assert_eq!(json(&status)["cycles"].as_u64().map(|c| c > 0), Some(true));
+    // One more scrape is told why it is not served, not reset.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("metrics connections are open already"),
+        "{answer}"
+    );
+    drop(held);
+    d.stop();
+}
+
+#[test]
+fn a_body_shorter_than_its_length_is_told_so() {
+    let d = Daemon::start("");
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT /v1/overrides/test HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{\"class\":"
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Content-Length: 100"), "{answer}");
+    assert!(!answer.contains("over 65536"), "{answer}");
+    d.stop();
+}
+
+/// Holds `n` idle connections to `socket`, then asks for the status on one more and prints
+/// the answer and `HELD`, and keeps them all a few seconds more.
+const HOLDER: &str = r#"
+use IO::Socket::UNIX; use Socket;
+my ($path, $n) = @ARGV; my @held; $| = 1;
+for (1..$n) { push @held, IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) or die "connect: $!\n"; }
+select(undef, undef, undef, 0.3);
+my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) or die "connect: $!\n";
+print $c "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+local $/; my $answer = <$c>; print "$answer\nHELD\n"; sleep 4;
+"#;
+
+#[test]
+#[ignore = "needs root to create the test users; scripts/test runs it"]
+fn readers_cannot_crowd_out_admins_and_an_admin_needs_no_reader_group() {
+    assert!(nix_is_root(), "run as root (scripts/test does)");
+    let read = "prescient-test";
+    let admin = "prescient-test-admin";
+    let (reader_uid, _) = ensure_user("prescient-test-reader", &[read]);
+    let (only_admin_uid, _) = ensure_user("prescient-test-adminonly", &[admin]);
+    let read_gid = gid_of(read);
+    // std's Command drops supplementary groups: the admin group is given as primary group.
+    let only_admin_gid = gid_of(admin);
+    let d = Daemon::start(&format!(
+        "[control]\ngroup = \"{read}\"\nadmin_group = \"{admin}\"\n"
+    ));
+    let as_user = |uid: u32, gid: u32, args: &[&str]| {
+        Command::new(BIN)
+            .arg("--socket")
+            .arg(d.socket())
+            .args(args)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    };
+    // In the admin group only (not the socket's group): may connect, read and change.
+    ok(&as_user(only_admin_uid, only_admin_gid, &["status"]));
+    ok(&as_user(
+        only_admin_uid,
+        only_admin_gid,
+        &["override", "set", "test", "--class", "gold"],
+    ));
+
+    // A reader holds more connections than readers are served.
+    let mut holder = Command::new("perl")
+        .args(["-e", HOLDER])
+        .arg(d.socket())
+        .arg((server_limits::READERS + 8).to_string())
+        .uid(reader_uid)
+        .gid(read_gid)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = holder.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    while !out.contains("HELD") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the holder stopped: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("connections of readers already"), "{out}");
+    // Admins are served all the same, root and the admin group alike.
+    ok(&d.cli(&["status"]));
+    ok(&as_user(only_admin_uid, only_admin_gid, &["status"]));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    d.stop();
+}
+
+/// The daemon's limits, as `src/control/server.rs` sets them.
+mod server_limits {
+    pub const READERS: usize = prescient::control::server::READER_CONNECTIONS;
 }

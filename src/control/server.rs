@@ -3,9 +3,14 @@
 //! published [`View`]; changes go to the loop thread as a [`Request`] and their answer comes
 //! back on a oneshot channel. A slow or stuck client holds only its own connection: headers
 //! must arrive within [`HEADER_TIMEOUT`], a connection lives at most [`CONNECTION_TIMEOUT`],
-//! and at most [`MAX_CONNECTIONS`] are served at once.
+//! and each kind of caller has its own [`Limits`], so that neither strangers, readers nor
+//! scrapers can take the room admins need. A connection over its limit is answered 503.
+//!
+//! Every change asked for is written to the [`AuditLog`] by whoever makes or refuses it: the
+//! loop thread for the changes it makes, this module for refusals and policy reloads (run to
+//! the end even when the client goes away), so no change goes unrecorded.
 
-use super::action::{self, Action, ApiError};
+use super::action::{self, Action, ApiError, Role};
 use super::auth::{Access, Caller};
 use super::desk::Request;
 use super::view::View;
@@ -20,10 +25,22 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once, per kind of caller.
+pub const ADMIN_CONNECTIONS: usize = 16;
+pub const READER_CONNECTIONS: usize = 32;
+/// Callers in neither group (they only ever get a 403).
+pub const STRANGER_CONNECTIONS: usize = 4;
+/// Scrapers of the TCP metrics listener.
+pub const METRICS_CONNECTIONS: usize = 16;
+/// Connections over a limit that are answered 503 at once, per listener; any more are closed
+/// unanswered.
+pub const BUSY_ANSWERS: usize = 32;
+/// How long a connection over its limit may take to send its request before it is closed.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a change may wait for the loop thread (it takes changes between cycles).
 pub const LOOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -50,9 +67,95 @@ pub struct Shared {
     pub view: RwLock<Arc<View>>,
     pub commands: mpsc::Sender<Command>,
     pub access: Access,
-    pub audit: Mutex<std::fs::File>,
+    pub audit: AuditLog,
     pub policy_file: Option<PathBuf>,
-    pub slots: tokio::sync::Semaphore,
+    pub limits: Limits,
+}
+
+/// Room for connections, kept apart per kind of caller.
+pub struct Limits {
+    admins: Arc<Semaphore>,
+    readers: Arc<Semaphore>,
+    strangers: Arc<Semaphore>,
+    metrics: Arc<Semaphore>,
+    /// Answering 503 on the socket and on the metrics listener.
+    socket_busy: Arc<Semaphore>,
+    metrics_busy: Arc<Semaphore>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            admins: Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+            readers: Arc::new(Semaphore::new(READER_CONNECTIONS)),
+            strangers: Arc::new(Semaphore::new(STRANGER_CONNECTIONS)),
+            metrics: Arc::new(Semaphore::new(METRICS_CONNECTIONS)),
+            socket_busy: Arc::new(Semaphore::new(BUSY_ANSWERS)),
+            metrics_busy: Arc::new(Semaphore::new(BUSY_ANSWERS)),
+        }
+    }
+}
+
+impl Limits {
+    /// The room for a caller of `role` on the socket (None: neither group), with the limit.
+    fn socket(&self, role: Option<Role>) -> (&Arc<Semaphore>, &'static str, usize) {
+        match role {
+            Some(Role::Admin) => (&self.admins, "admins", ADMIN_CONNECTIONS),
+            Some(Role::Reader) => (&self.readers, "readers", READER_CONNECTIONS),
+            None => (
+                &self.strangers,
+                "callers in neither group",
+                STRANGER_CONNECTIONS,
+            ),
+        }
+    }
+}
+
+/// The audit log: one JSON line per change asked for through the socket, with who asked,
+/// when, and the result.
+pub struct AuditLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl AuditLog {
+    /// Open (create, append) the audit log, readable by root and its group only.
+    pub fn open(path: &Path) -> Result<AuditLog, ServerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|source| ServerError::Audit {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(AuditLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Append one line: who, when, what, and the result.
+    pub fn record(&self, caller: &Caller, action: &Action, result: Result<(), &ApiError>) {
+        let line = json!({
+            "at_unix_ms": crate::model::now_unix_ms(),
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "pid": caller.pid,
+            "user": caller.user,
+            "action": action.describe(),
+            "result": match result {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("{} {}", e.status, e.message),
+            },
+        });
+        let written = (self.file.lock())
+            .map_err(|_| std::io::Error::other("audit log lock poisoned"))
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            tracing::error!("cannot write the audit log: {e} (the change was: {line})");
+        }
+    }
 }
 
 impl Shared {
@@ -67,24 +170,15 @@ impl Shared {
     }
 }
 
-/// Open (create, append) the audit log, readable by root and its group only.
-pub fn open_audit(path: &Path) -> Result<std::fs::File, ServerError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|source| ServerError::Audit {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
 /// Bind the control socket at `path`: its directory is created if missing, a stale socket
 /// left by a daemon that died is replaced, a live one (another daemon) or any other file is
-/// refused. The socket gets `group` and mode 0660 (0600 if the group does not exist).
-pub fn bind(path: &Path, group: &str) -> Result<std::os::unix::net::UnixListener, ServerError> {
+/// refused. The socket gets `group` and mode 0660 (0600 if the group does not exist), and an
+/// ACL entry that lets `admin_group` connect too, so that an admin need not also be a reader.
+pub fn bind(
+    path: &Path,
+    group: &str,
+    admin_group: &str,
+) -> Result<std::os::unix::net::UnixListener, ServerError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let err = |message: String| ServerError::Socket {
         path: path.to_path_buf(),
@@ -135,10 +229,47 @@ pub fn bind(path: &Path, group: &str) -> Result<std::os::unix::net::UnixListener
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| err(format!("cannot set its mode: {e}")))?;
+    if let Ok(Some(admins)) = nix::unistd::Group::from_name(admin_group)
+        && let Err(e) = grant_group(path, mode, admins.gid.as_raw())
+    {
+        tracing::warn!(
+            socket = %path.display(),
+            "cannot let group {admin_group} connect through an ACL ({e}): its members must \
+             also be in group {group} to use the control socket"
+        );
+    }
     listener
         .set_nonblocking(true)
         .map_err(|e| err(format!("{e}")))?;
     Ok(listener)
+}
+
+/// Give group `gid` read and write on `path` with a POSIX ACL (the `system.posix_acl_access`
+/// attribute, as `setfacl -m g:GID:rw` writes it), keeping what `mode` gives the others.
+fn grant_group(path: &Path, mode: u32, gid: u32) -> std::io::Result<()> {
+    const UNDEFINED: u32 = u32::MAX;
+    let rw = 0o6;
+    // (tag, permissions, id), in the order the kernel requires.
+    let entries = [
+        (0x01, (mode >> 6) & 0o7, UNDEFINED), // the owner
+        (0x04, (mode >> 3) & 0o7, UNDEFINED), // the owning group
+        (0x08, rw, gid),                      // the admin group
+        (0x10, rw, UNDEFINED),                // the mask
+        (0x20, mode & 0o7, UNDEFINED),        // everyone else
+    ];
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        acl.extend_from_slice(&(tag as u16).to_le_bytes());
+        acl.extend_from_slice(&(perm as u16).to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    rustix::fs::setxattr(
+        path,
+        "system.posix_acl_access",
+        &acl,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Open the control socket and the metrics listener `cfg` asks for and serve them on `rt`
@@ -151,7 +282,7 @@ pub fn listen(
     let _runtime = rt.enter();
     let socket = cfg.socket().map(Path::to_path_buf);
     if let Some(path) = &socket {
-        let listener = bind(path, &cfg.group)?;
+        let listener = bind(path, &cfg.group, &cfg.admin_group)?;
         let listener =
             tokio::net::UnixListener::from_std(listener).map_err(|e| ServerError::Socket {
                 path: path.clone(),
@@ -191,18 +322,22 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, shared: Arc<Shared
                 continue;
             }
         };
+        let (room, who, limit) = shared.limits.socket(shared.access.role(&caller));
+        let Ok(slot) = room.clone().try_acquire_owned() else {
+            tracing::warn!(caller = %caller, "control socket: {who} have {limit} connections open; refused");
+            let message = format!(
+                "the daemon is serving {limit} connections of {who} already; try again shortly"
+            );
+            busy(stream, &shared.limits.socket_busy, message);
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Ok(_slot) = shared.slots.try_acquire() else {
-                tracing::warn!(caller = %caller, "control socket: too many connections, refused");
-                return;
-            };
+            let _slot = slot;
             let service = hyper::service::service_fn(|req| {
                 let shared = shared.clone();
                 let caller = caller.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(handle(req, &shared, Some(&caller)).await)
-                }
+                async move { Ok::<_, std::convert::Infallible>(handle(req, shared, Some(caller)).await) }
             });
             serve(TokioIo::new(stream), service).await;
         });
@@ -216,18 +351,48 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        let Ok(slot) = shared.limits.metrics.clone().try_acquire_owned() else {
+            let message = format!(
+                "{METRICS_CONNECTIONS} metrics connections are open already; try again shortly"
+            );
+            busy(stream, &shared.limits.metrics_busy, message);
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Ok(_slot) = shared.slots.try_acquire() else {
-                return;
-            };
+            let _slot = slot;
             let service = hyper::service::service_fn(|req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, None).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle(req, shared, None).await) }
             });
             serve(TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// Answer a connection over its limit with a 503 that says why (its request is read first,
+/// so that the answer is not lost to a reset), or close it if too many are being answered.
+fn busy<S>(stream: S, room: &Arc<Semaphore>, message: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(slot) = room.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        let service = hyper::service::service_fn(move |_req| {
+            let e = ApiError::unavailable(message.clone());
+            async move { Ok::<_, std::convert::Infallible>(error_response(&e)) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(BUSY_TIMEOUT)
+            .keep_alive(false);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(BUSY_TIMEOUT * 2, conn).await;
+    });
 }
 
 async fn serve<I, S>(io: I, service: S)
@@ -241,6 +406,9 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        // A client that closes its write side after the request (socat, `nc -N`) still
+        // gets its answer.
+        .half_close(true)
         .max_buf_size(action::MAX_BODY + 16 * 1024);
     let conn = builder.serve_connection(io, service);
     match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
@@ -271,21 +439,30 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
 /// One request: `caller` None is the TCP metrics listener (only `/metrics` is served).
 async fn handle(
     req: hyper::Request<Incoming>,
-    shared: &Shared,
-    caller: Option<&Caller>,
+    shared: Arc<Shared>,
+    caller: Option<Caller>,
 ) -> Response<Full<Bytes>> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).cloned();
     let body = match Limited::new(req.into_body(), action::MAX_BODY)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
-        Err(_) => {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return error_response(&ApiError {
                 status: 413,
                 message: format!("request body over {} bytes", action::MAX_BODY),
             });
+        }
+        Err(e) => {
+            let length = (declared.as_ref().and_then(|v| v.to_str().ok()))
+                .map(|v| format!(" (Content-Length: {v})"))
+                .unwrap_or_default();
+            return error_response(&ApiError::bad(format!(
+                "the request body ended before its declared length{length}: {e}"
+            )));
         }
     };
     let action = match action::parse(&method, &path, &body) {
@@ -305,14 +482,14 @@ async fn handle(
         };
     };
     let needs = action.needs();
-    let allowed = shared.access.role(caller).is_some_and(|r| r >= needs);
+    let allowed = shared.access.role(&caller).is_some_and(|r| r >= needs);
     if !allowed {
         let e = ApiError {
             status: 403,
-            message: shared.access.refusal(caller, needs),
+            message: shared.access.refusal(&caller, needs),
         };
         if action.changes() {
-            audit(shared, caller, &action, Err(&e));
+            shared.audit.record(&caller, &action, Err(&e));
         }
         return error_response(&e);
     }
@@ -337,12 +514,21 @@ async fn handle(
                 super::metrics::render(view),
             );
         }
-        Action::PolicyReload => reload(shared).await,
-        _ => to_loop(shared, action.clone(), caller).await,
+        // Run to the end on its own task: a client that goes away (and drops this future)
+        // cannot leave the new rules in force without their audit line.
+        Action::PolicyReload => {
+            let task = tokio::spawn(async move {
+                let result = reload(&shared).await;
+                (shared.audit).record(&caller, &Action::PolicyReload, result.as_ref().map(|_| ()));
+                result
+            });
+            task.await.unwrap_or_else(|e| {
+                Err(ApiError::unavailable(format!("policy reload failed: {e}")))
+            })
+        }
+        // The loop thread makes the change and writes its audit line.
+        _ => to_loop(&shared, action.clone(), &caller).await,
     };
-    if action.changes() {
-        audit(shared, caller, &action, result.as_ref().map(|_| ()));
-    }
     match result {
         Ok(v) => json_response(200, &v),
         Err(e) => error_response(&e),
@@ -388,10 +574,13 @@ async fn to_loop(
         caller: caller.clone(),
         reply,
     };
-    shared
-        .commands
-        .send(Command::Control(Box::new(req)))
-        .map_err(|_| ApiError::unavailable("the control loop has stopped"))?;
+    if let Err(mpsc::SendError(Command::Control(req))) =
+        shared.commands.send(Command::Control(Box::new(req)))
+    {
+        let e = ApiError::unavailable("the control loop has stopped");
+        shared.audit.record(caller, &req.action, Err(&e));
+        return Err(e);
+    }
     match tokio::time::timeout(LOOP_TIMEOUT, answer).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(ApiError::unavailable("the control loop has stopped")),
@@ -400,27 +589,5 @@ async fn to_loop(
              still be made: check with `prescient override list` / `intent list`",
             LOOP_TIMEOUT.as_secs()
         ))),
-    }
-}
-
-/// Append one line to the audit log: who, when, what, and the result.
-fn audit(shared: &Shared, caller: &Caller, action: &Action, result: Result<(), &ApiError>) {
-    let now_ms = crate::model::now_unix_ms();
-    let line = json!({
-        "at_unix_ms": now_ms,
-        "uid": caller.uid,
-        "gid": caller.gid,
-        "pid": caller.pid,
-        "user": caller.user,
-        "action": action.describe(),
-        "result": match result { Ok(()) => "ok".to_string(), Err(e) => format!("{} {}", e.status, e.message) },
-    });
-    let written = shared
-        .audit
-        .lock()
-        .map_err(|_| std::io::Error::other("audit log lock poisoned"))
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = written {
-        tracing::error!("cannot write the audit log: {e} (the change was: {line})");
     }
 }

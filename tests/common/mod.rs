@@ -8,20 +8,17 @@ use std::time::Duration;
 /// collecting every 50 ms into the profile `db`, its control socket beside it (see
 /// [`socket_of`]) and no metrics listener (tests run side by side).
 pub fn daemon(bin: &Path, db: &Path) -> Command {
+    daemon_with_metrics(bin, db, "off")
+}
+
+/// [`daemon`] serving `/metrics` over TCP at `metrics` (ADDR:PORT).
+pub fn daemon_with_metrics(bin: &Path, db: &Path, metrics: &str) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.args([
-        "daemon",
-        "--uri",
-        "test:///default",
-        "--interval",
-        "0.05",
-        "--metrics",
-        "off",
-        "--socket",
-    ])
-    .arg(socket_of(db))
-    .arg("--db")
-    .arg(db);
+    cmd.args(["daemon", "--uri", "test:///default", "--interval", "0.05"])
+        .args(["--metrics", metrics, "--socket"])
+        .arg(socket_of(db))
+        .arg("--db")
+        .arg(db);
     cmd
 }
 
