@@ -765,3 +765,35 @@ fn readers_cannot_crowd_out_admins_and_an_admin_needs_no_reader_group() {
 mod server_limits {
     pub const READERS: usize = prescient::control::server::READER_CONNECTIONS;
 }
+
+#[test]
+fn the_daemon_listens_where_prescient_socket_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("from-env.sock");
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--uri", "test:///default", "--interval", "0.05"])
+        .args(["--metrics", "off", "--db"])
+        .arg(dir.path().join("profile.db"))
+        .env("PRESCIENT_SOCKET", &socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while request(&socket, "GET", "/v1/status", "").is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "nothing listens at $PRESCIENT_SOCKET"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The operator's commands find it the same way.
+    let status = Command::new(BIN)
+        .args(["status", "--json"])
+        .env("PRESCIENT_SOCKET", &socket)
+        .output()
+        .unwrap();
+    ok(&status);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -54,8 +54,9 @@ pub struct DaemonArgs {
     pub print_stats: bool,
 }
 
-/// `socket`: the global `--socket`, overriding [control] socket.
+/// `socket`: the global `--socket`, else `$PRESCIENT_SOCKET`, overriding [control] socket.
 pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
+    let socket = socket.or_else(|| std::env::var_os("PRESCIENT_SOCKET").map(PathBuf::from));
     let (mut cfg, origin) = match &a.config {
         Some(path) => (Config::read(path)?, path.display().to_string()),
         None => (Config::default(), "defaults".to_string()),
