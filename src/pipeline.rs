@@ -146,6 +146,17 @@ impl Controller {
             let plan = self
                 .actuator
                 .plan(&allocation, obs, backend.shapes(), &self.rules);
+            // What domains seen for the first time have, kept before anything is changed:
+            // `on_exit = "restore"` gives it back, after any number of restarts.
+            let first_seen = self.actuator.take_first_seen();
+            if let Some(p) = &self.profile
+                && let Err(e) = p.save_taken_over(obs.at_unix_ms, first_seen)
+            {
+                tracing::error!(
+                    "cannot keep the settings domains had before prescient: {e} (restoring them \
+                     at exit gives back what this run first saw)"
+                );
+            }
             if dry_run {
                 for d in &plan.domains {
                     for c in &d.changes {
@@ -690,6 +701,85 @@ mod operator_tests {
             c.step(&mut backend).unwrap();
             assert!(cpu_of(&c, "u0") > 0.5, "{kind}: {}", cpu_of(&c, "u0"));
         }
+    }
+
+    /// [`Host`] whose domains report CPU settings with these shares.
+    struct Configured {
+        host: Host,
+        shares: u64,
+    }
+
+    impl Backend for Configured {
+        fn describe(&self) -> String {
+            "configured".into()
+        }
+        fn host(&mut self) -> Result<HostInfo, BackendError> {
+            self.host.host()
+        }
+        fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+            let mut s = self.host.snapshot()?;
+            for d in &mut s.domains {
+                d.settings = vec![crate::plan::Setting::Cpu {
+                    vcpu_period_us: 100_000,
+                    vcpu_quota_us: -1,
+                    cpu_shares: self.shares,
+                }];
+            }
+            Ok(s)
+        }
+        fn shapes(&self) -> PerResource<bool> {
+            self.host.shapes()
+        }
+        fn latency(&self) -> PerResource<f64> {
+            self.host.latency()
+        }
+        fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+            self.host.apply(plan)
+        }
+    }
+
+    #[test]
+    fn what_domains_had_before_prescient_is_given_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.db");
+        let run = |shares: u64| {
+            let db = crate::profile::ProfileDb::open(&path, false).unwrap();
+            let kept = db.load_taken_over().unwrap();
+            let w =
+                ProfileWriter::spawn(db, Default::default(), std::time::Duration::from_secs(3600));
+            let (policy, _) = PolicyKind::Static.build(None, Default::default()).unwrap();
+            let mut c = Controller::new(Some(w))
+                .with_policy(policy)
+                .with_actuation(ActuateConfig::default());
+            c.actuator_mut().adopt_originals(kept);
+            let mut backend = Configured {
+                host: Host {
+                    t_s: 0,
+                    cpu_ns: [0; 2],
+                },
+                shares,
+            };
+            c.step(&mut backend).unwrap();
+            let back = c.actuator().hand_back();
+            c.shutdown();
+            back
+        };
+        let shares_given_back = |plan: &Plan| -> Vec<u64> {
+            (plan.domains.iter().flat_map(|d| &d.changes))
+                .flat_map(|c| &c.settings)
+                .filter_map(|s| match s {
+                    crate::plan::Setting::Cpu { cpu_shares, .. } => Some(*cpu_shares),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Run 1 sees the operator's shares; run 2 sees what run 1 left (prescient's).
+        assert_eq!(shares_given_back(&run(777)), [777, 777]);
+        assert_eq!(
+            shares_given_back(&run(2)),
+            [777, 777],
+            "the first run's originals"
+        );
     }
 
     #[test]

@@ -821,43 +821,70 @@ fn a_refused_setting_is_a_denial_with_libvirts_error() {
 
 #[test]
 #[ignore = "needs the lab (scripts/lab up); scripts/test runs it"]
-fn on_exit_restore_gives_the_domains_back_what_they_had() {
+fn on_exit_restore_gives_the_domains_back_what_they_had_after_a_restart() {
     let tenants = running_lab_tenants();
     restore_lab(&tenants);
+    // Settings an operator made by hand before prescient ever ran (taps left unshaped).
+    for n in &tenants {
+        virsh(&[
+            "schedinfo",
+            n,
+            "--live",
+            "--set",
+            "vcpu_quota=60000",
+            "cpu_shares=777",
+        ]);
+        virsh(&["setmem", n, "480M", "--live"]);
+        virsh(&[
+            "blkdeviotune",
+            n,
+            "vda",
+            "--live",
+            "--total-bytes-sec",
+            "12345678",
+        ]);
+    }
     std::thread::sleep(Duration::from_secs(3));
     let before: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    for (b, n) in before.iter().zip(&tenants) {
+        assert_eq!((b.0, b.1, b.3), (60000, 777, 12345678), "{n}: set by hand");
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("profile.db");
     let rules = dir.path().join("rules.toml");
     std::fs::write(
         &rules,
-        "[classes.silver]\nlimit = { cpu_cores = 0.5, mem_mib = 384, disk_bytes_per_s = 1e7 }\n\
-         [classes.bronze]\nlimit = { cpu_cores = 0.5, mem_mib = 384, disk_bytes_per_s = 1e7 }\n",
+        "[classes.silver]\nlimit = { cpu_cores = 0.5, mem_mib = 384, disk_bytes_per_s = 1e7, \
+         net_bytes_per_s = 1e6 }\n[classes.bronze]\nlimit = { cpu_cores = 0.5, mem_mib = 384, \
+         disk_bytes_per_s = 1e7, net_bytes_per_s = 1e6 }\n",
     )
     .unwrap();
-    let config = dir.path().join("prescient.toml");
+    let keep = dir.path().join("keep.toml");
+    std::fs::write(&keep, "[actuate]\nballoon_below_host_free = 1.0\n").unwrap();
+    let restore = dir.path().join("restore.toml");
     std::fs::write(
-        &config,
+        &restore,
         "[actuate]\nballoon_below_host_free = 1.0\non_exit = \"restore\"\n",
     )
     .unwrap();
-    let (config, rules) = (config.to_str().unwrap(), rules.to_str().unwrap());
-    let log = run_daemon(
-        &db,
-        &[
+    let rules = rules.to_str().unwrap();
+    let args = |config| {
+        [
             "--config",
             config,
             "--policy",
             "static",
             "--policy-file",
             rules,
-        ],
-        10,
-    );
-    assert!(
-        accepted(&db).len() >= 2,
-        "the daemon changed something first"
-    );
+        ]
+    };
+    // Run 1 changes the domains and leaves its settings in force.
+    let log = run_daemon(&db, &args(keep.to_str().unwrap()), 10);
+    assert!(!log.contains("domains given back"), "{log}");
+    let changed: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
+    assert_ne!(changed, before, "run 1 changed the domains");
+    // Run 2 first sees run 1's settings, and gives back those of before run 1.
+    let log = run_daemon(&db, &args(restore.to_str().unwrap()), 10);
     assert!(log.contains("domains given back"), "{log}");
     std::thread::sleep(Duration::from_secs(4)); // the balloons deflate
     let after: Vec<_> = tenants.iter().map(|n| live_settings(n)).collect();
@@ -865,7 +892,7 @@ fn on_exit_restore_gives_the_domains_back_what_they_had() {
         assert_eq!(
             (b.0, b.1, b.3),
             (a.0, a.1, a.3),
-            "{n}: cpu and disk given back"
+            "{n}: quota, shares and disk throttle given back"
         );
         assert!(
             b.2.abs_diff(a.2) <= 4096,
@@ -873,7 +900,16 @@ fn on_exit_restore_gives_the_domains_back_what_they_had() {
             a.2,
             b.2
         );
+        let ifaces = virsh(&["domiflist", n]);
+        for tap in ifaces.split_whitespace().filter(|w| w.starts_with("vnet")) {
+            let qdiscs = tc(&["qdisc", "show", "dev", tap]);
+            assert!(
+                !qdiscs.contains("htb"),
+                "{n}: {tap} left unshaped: {qdiscs}"
+            );
+        }
     }
+    restore_lab(&tenants);
 }
 
 // ---- The operator steers the daemon on real guests through the CLI ----

@@ -425,10 +425,12 @@ fn changes_denials_and_original_settings_are_kept() {
     w.submit(o);
     let balloon = Setting::Balloon { target_kib: 1024 };
     let first = vec![balloon.clone()];
-    w.save_taken_over(1_000_000, vec![(id.uuid.clone(), first.clone())]);
+    w.save_taken_over(1_000_000, vec![(id.uuid.clone(), first.clone())])
+        .unwrap();
     // Seen again later with other settings: the first ones stay.
     let later = vec![Setting::Balloon { target_kib: 4 }];
-    w.save_taken_over(1_000_500, vec![(id.uuid.clone(), later)]);
+    w.save_taken_over(1_000_500, vec![(id.uuid.clone(), later)])
+        .unwrap();
     let change = |r, amount| Change {
         resource: r,
         amount,

@@ -26,8 +26,8 @@ enum Msg {
     Allocation(i64, String, Box<Allocation>, bool),
     /// The changes tried on the domains (at_ms, records).
     Actuations(i64, Vec<Actuation>),
-    /// What domains had when first seen (at_ms, per UUID).
-    TakenOver(i64, Vec<DomainSettings>),
+    /// What domains had when first seen (at_ms, per UUID), answering when committed.
+    TakenOver(i64, Vec<DomainSettings>, mpsc::Sender<Result<(), String>>),
     Flush(mpsc::Sender<Result<(), String>>),
     /// Replace the operator's state of one kind (kind, rows), answering when committed.
     OperatorState(
@@ -173,11 +173,19 @@ impl ProfileWriter {
         }
     }
 
-    /// Keep what newly seen domains have (never overwriting what was kept before).
-    pub fn save_taken_over(&self, at_ms: i64, domains: Vec<DomainSettings>) {
-        if !domains.is_empty() && self.tx.try_send(Msg::TakenOver(at_ms, domains)).is_err() {
-            tracing::warn!("profile writer is behind or stopped; original settings were not kept");
+    /// Keep what newly seen domains have (never overwriting what was kept before), committed
+    /// before this returns: the domains are changed right after, and what they had must
+    /// outlive a crash.
+    pub fn save_taken_over(&self, at_ms: i64, domains: Vec<DomainSettings>) -> Result<(), String> {
+        if domains.is_empty() {
+            return Ok(());
         }
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::TakenOver(at_ms, domains, tx))
+            .map_err(|_| "profile writer has stopped".to_string())?;
+        rx.recv()
+            .map_err(|_| "profile writer has stopped".to_string())?
     }
 
     pub fn save_forecasters(&self, format: i64, at_ms: i64, states: Vec<(Arc<str>, Vec<u8>)>) {
@@ -310,11 +318,13 @@ fn run(
                     let saved = db.save_actuations(at_ms, &records);
                     record_kept(saved, "actuation", &mut allocation_failures, &mut stats);
                 }
-                Msg::TakenOver(at_ms, domains) => {
+                Msg::TakenOver(at_ms, domains, reply) => {
+                    // Samples first: the tenants' rows must exist.
                     let _ = commit(&mut db, &mut pending, &mut stats);
-                    if let Err(e) = db.save_taken_over(at_ms, &domains) {
-                        tracing::error!("cannot keep the domains' original settings: {e}");
-                    }
+                    let saved = db
+                        .save_taken_over(at_ms, &domains)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(saved.map(|_| ()));
                 }
                 Msg::OperatorState(kind, rows, reply) => {
                     let saved = db.save_operator_state(kind, &rows);
