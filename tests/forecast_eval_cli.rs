@@ -58,3 +58,48 @@ fn per_series_writes_a_csv_and_never_overwrites_one() {
     );
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
 }
+
+/// On the slice with a one-day warm-up, one cpu series barely moves (naive MAE ~1e-7 against
+/// a level of hundreds): left out of the gmrae and counted, `naive` scores 1 against itself.
+/// Without a terminal on stderr there is no progress counter.
+#[test]
+fn near_constant_series_are_left_out_of_the_gmrae_and_no_progress_without_a_terminal() {
+    let trace = slice();
+    let run = |json: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_prescient"));
+        c.args(["forecast-eval", "--trace", trace.to_str().unwrap()])
+            .args(["--warmup", "288", "--resources", "cpu", "--horizons", "12"])
+            .args(["--models", "naive"]);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let report: serde_json::Value = serde_json::from_slice(&run(true).stdout).unwrap();
+    let naive = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "naive")
+        .unwrap();
+    let g = naive["gmrae"].as_f64().unwrap();
+    assert!((g - 1.0).abs() < 1e-3, "{naive}");
+    assert!(naive["negligible"].as_u64().unwrap() >= 1, "{naive}");
+    let text = run(false);
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        !err.contains("forecast-eval:") && !err.contains('\r'),
+        "{err:?}"
+    );
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains("naive error negligible against the level: "),
+        "{out}"
+    );
+}

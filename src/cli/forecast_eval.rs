@@ -96,10 +96,10 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
         )),
         None => None,
     };
-    let show = !a.json;
-    let tty = std::io::stderr().is_terminal();
+    // A counter that rewrites its line: for a person at a terminal, never in a log or a pipe.
+    let show = !a.json && std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
-        if show && (tty || done == total || done.is_multiple_of(50)) {
+        if show {
             let mut e = std::io::stderr();
             let _ = write!(e, "\rforecast-eval: {done}/{total} files");
             if done == total {

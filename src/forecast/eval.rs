@@ -9,10 +9,13 @@
 //!
 //! Scores per (resource, model, horizon): `gmrae`, the geometric mean over series of
 //! MAE_model / MAE_naive (naive = the value at the origin; ratios clipped to [0.001, 1000];
-//! series whose naive MAE is 0 are skipped and counted); `pooled`, Σ|err_model| / Σ|err_naive|
+//! series whose naive MAE is negligible against their level, at most [`NEGLIGIBLE`] × the
+//! mean |value| at the origins (exact zeros included), are left out and counted: their
+//! ratios measure rounding, not forecasting); `pooled`, Σ|err_model| / Σ|err_naive|
 //! over all series and origins; `coverage95`, the share of actuals ≤ the p95 forecast;
 //! `pinball95`, the geometric mean over series of the mean pinball loss (τ = 0.95) of the p95
-//! forecast over that of the naive value taken as the p95. A candidate that cannot forecast
+//! forecast over that of the naive value taken as the p95 (over the same series as the
+//! gmrae). A candidate that cannot forecast
 //! at an origin (after the warm-up only when a lag it needs falls into a gap of the trace)
 //! is scored as naive there.
 
@@ -22,6 +25,12 @@ use crate::model::STEP_S;
 
 /// Slots a day.
 const DAY_SLOTS: usize = 288;
+
+/// A series' naive MAE at or under this share of its level (mean |value| at the origins)
+/// is negligible: the series is left out of the gmrae and pinball95. The forecaster keeps
+/// values as f32 (relative rounding about 1e-7), so on a series that barely moves the
+/// ratio to naive would measure that rounding (ratios of 10⁵ were seen), not the forecast.
+pub const NEGLIGIBLE: f64 = 1e-5;
 use super::{Config, H, SeriesForecaster, candidate_names};
 use crate::model::Resource;
 use crate::trace::{self, TraceError};
@@ -87,6 +96,9 @@ pub struct ResultRow {
     pub pinball95: Option<f64>,
     pub series: usize,
     pub skipped: usize,
+    /// Of `skipped`, series whose naive MAE is negligible against their level (exact
+    /// zeros included), see [`NEGLIGIBLE`].
+    pub negligible: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,15 +151,17 @@ pub struct SeriesRow {
     /// Mean absolute error of the model and of the naive forecast over the origins.
     pub mae: f64,
     pub naive_mae: f64,
+    /// Mean |value| at the origins.
+    pub level: f64,
 }
 
 impl SeriesRow {
     pub const CSV_HEADER: &'static str = "file,resource,model,horizon,origins,mae,naive_mae,ratio";
 
-    /// A CSV line (no newline); `ratio` (mae / naive_mae) is empty where naive_mae is 0,
-    /// as such series are skipped by the gmrae.
+    /// A CSV line (no newline); `ratio` (mae / naive_mae) is empty where naive_mae is
+    /// negligible against the level, as such series are left out of the gmrae.
     pub fn csv(&self) -> String {
-        let ratio = if self.naive_mae > 0.0 {
+        let ratio = if scored(self.naive_mae, self.level) {
             format!("{}", self.mae / self.naive_mae)
         } else {
             String::new()
@@ -172,10 +186,18 @@ impl SeriesRow {
     }
 }
 
+/// Whether a series whose naive error (a sum or mean) is `naive` against a level of `level`
+/// (the same kind of figure) counts in the gmrae: its naive error is not negligible.
+pub fn scored(naive: f64, level: f64) -> bool {
+    naive > NEGLIGIBLE * level.abs() && naive > 0.0
+}
+
 /// One series' sums: per model (candidates, then the ensemble) and horizon.
 #[derive(Debug, Clone)]
 struct SeriesSums {
     origins: usize,
+    /// Σ |value at the origin|.
+    level: f64,
     /// The AR model's lead-lag link at the end: (companion index, lag).
     link: Option<(u8, u8)>,
     /// `[(model * horizons) + j]`
@@ -322,6 +344,7 @@ fn run_series(
     let models = m + 1;
     let mut s = SeriesSums {
         origins: 0,
+        level: 0.0,
         link: None,
         abs: vec![0.0; models * nh],
         pin: vec![0.0; models * nh],
@@ -346,6 +369,7 @@ fn run_series(
         work.forecast_ns += t0.elapsed().as_nanos();
         work.forecasts += 1;
         s.origins += 1;
+        s.level += v.abs();
         let naive = v;
         for (j, &k) in opt.horizons.iter().enumerate() {
             let y = rows[t + k].1;
@@ -534,10 +558,11 @@ pub fn evaluate(
                     sn += na;
                     cov += s.covered[c * nh + j];
                     cnt += s.origins as u64;
-                    if na > 0.0 {
-                        lg += (a / na).clamp(1e-3, 1e3).ln();
-                        ng += 1;
+                    if !scored(na, s.level) {
+                        continue;
                     }
+                    lg += (a / na).clamp(1e-3, 1e3).ln();
+                    ng += 1;
                     let (p, np_) = (s.pin[c * nh + j], s.naive_pin[j]);
                     if np_ > 0.0 {
                         lp += (p / np_).clamp(1e-3, 1e3).ln();
@@ -554,6 +579,7 @@ pub fn evaluate(
                     pinball95: (np > 0).then(|| (lp / np as f64).exp()),
                     series: ng,
                     skipped: short + bad_files.len() + (series.len() - ng),
+                    negligible: series.len() - ng,
                 });
             }
         }
@@ -574,6 +600,7 @@ pub fn evaluate(
                             origins: s.origins,
                             mae: s.abs[c * nh + j] / n,
                             naive_mae: s.naive_abs[j] / n,
+                            level: s.level / n,
                         });
                     }
                 }
@@ -621,7 +648,8 @@ pub fn render(report: &Report, horizons: &[usize]) -> String {
     if let Some(r) = report.results.first() {
         let _ = writeln!(
             s,
-            "series per resource: {} scored, {} skipped (too short: {}, malformed files: {})",
+            "series per resource: {} scored, {} skipped (too short: {}, malformed files: {}, \
+             naive error negligible against the level: {})",
             r.series,
             r.skipped,
             report.short_series
@@ -632,7 +660,8 @@ pub fn render(report: &Report, horizons: &[usize]) -> String {
                     .collect::<std::collections::HashSet<_>>()
                     .len()
                     .max(1),
-            report.bad_files.len()
+            report.bad_files.len(),
+            r.negligible
         );
     }
     let _ = writeln!(
@@ -727,6 +756,55 @@ mod tests {
     }
 
     #[test]
+    fn series_whose_naive_error_is_negligible_are_left_out_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.csv", 700);
+        // CPU barely moves: the naive error (1e-6 MHz) is far under what the forecaster's
+        // f32 keeps of a level of 123456.789 MHz, so every ratio to naive would be rounding.
+        let mut s = String::from(HEADER);
+        for t in 0..700 {
+            let cpu = 123_456.789 + 1e-6 * (t % 3) as f64;
+            s.push_str(&format!(
+                "{};\t2;\t5000;\t{cpu};\t10;\t8000000;\t4000000;\t{};\t0;\t{};\t1\n",
+                1_372_636_800 + 300 * t as i64,
+                t % 12,
+                t % 5
+            ));
+        }
+        std::fs::write(dir.path().join("2.csv"), s).unwrap();
+        let files = trace::list_dir(dir.path()).unwrap();
+        let opt = Options {
+            warmup: 600,
+            resources: vec![Resource::Cpu],
+            horizons: vec![1, 12],
+            per_series: true,
+            ..Options::default()
+        };
+        let r = evaluate(&files, &opt, &|_, _| {}).unwrap();
+        for row in &r.results {
+            assert_eq!(
+                (row.series, row.skipped, row.negligible),
+                (1, 1, 1),
+                "{row:?}"
+            );
+            if row.model == "naive" {
+                assert!((row.gmrae.unwrap() - 1.0).abs() < 1e-5, "{row:?}");
+            }
+        }
+        let flat = r
+            .per_series
+            .iter()
+            .find(|s| s.file.ends_with("2.csv"))
+            .unwrap();
+        assert!(
+            flat.naive_mae > 0.0 && flat.csv().ends_with(','),
+            "{}",
+            flat.csv()
+        );
+        assert!(render(&r, &opt.horizons).contains("negligible against the level: 1"));
+    }
+
+    #[test]
     fn per_series_rows_are_what_the_gmrae_averages() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "1.csv", 700);
@@ -754,7 +832,7 @@ mod tests {
                 .filter(|s| {
                     (s.resource, s.model, s.horizon) == (row.resource, &*row.model, row.horizon)
                 })
-                .filter(|s| s.naive_mae > 0.0)
+                .filter(|s| scored(s.naive_mae, s.level))
                 .map(|s| (s.mae / s.naive_mae).clamp(1e-3, 1e3))
                 .collect();
             assert_eq!(ratios.len(), row.series, "{row:?}");
