@@ -894,4 +894,93 @@ mod operator_tests {
         let gone = desk.act(&mut c, Some(&obs), Action::IntentCancel { id }, &root, 0);
         assert_eq!(gone.unwrap_err().status, 404);
     }
+
+    #[test]
+    fn intent_values_are_checked_first_and_ids_are_never_given_twice() {
+        use crate::control::action::{Action, IntentSpec, Quantities};
+        use crate::control::auth::Caller;
+        use crate::control::desk::load_notes;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.db");
+        let open = |path: &std::path::Path| {
+            let db = crate::profile::ProfileDb::open(path, false).unwrap();
+            let desk = load_notes(&db).unwrap();
+            let w =
+                ProfileWriter::spawn(db, Default::default(), std::time::Duration::from_secs(3600));
+            let stage = crate::forecast::stage::ForecastStage::new(Default::default())
+                .with_bucket_seconds(10);
+            let c = Controller::new(Some(w))
+                .with_forecasts(stage, 1)
+                .with_interval(10.0);
+            (c, desk)
+        };
+        let (mut c, mut desk) = open(&path);
+        let mut backend = Host {
+            t_s: 0,
+            cpu_ns: [0; 2],
+        };
+        let root = Caller::new(0, 0, None);
+        let spec = |start_unix_s: i64, duration_s: i64| IntentSpec {
+            tenant: "t0".into(),
+            start_unix_s,
+            duration_s,
+            demand: Quantities {
+                cpu_cores: Some(2.0),
+                ..Default::default()
+            },
+            note: None,
+        };
+        // Values are refused (400) before the tenant is looked for or known to the forecaster.
+        let now_ms = 1_700_000_000_000;
+        for (start, duration, field) in [
+            (0, 60, "start_unix_s (--start)"),
+            (-5, 60, "start_unix_s (--start)"),
+            (2020, 60, "start_unix_s (--start)"),
+            (1_700_000_060, 0, "duration_s (--duration)"),
+            (1_700_000_060, 8 * 86_400, "duration_s (--duration)"),
+            (1_700_000_000 + 31 * 86_400, 60, "start_unix_s (--start)"),
+        ] {
+            let e = (desk.act(
+                &mut c,
+                None,
+                Action::IntentAdd(spec(start, duration)),
+                &root,
+                now_ms,
+            ))
+            .unwrap_err();
+            assert_eq!(e.status, 400, "{start} {duration}: {e}");
+            assert!(e.message.starts_with(field), "{e}");
+        }
+        let mut obs = None;
+        for _ in 0..4 {
+            obs = Some(c.step(&mut backend).unwrap());
+        }
+        let obs = obs.unwrap();
+        let now_ms = obs.at_unix_ms;
+        let add = |c: &mut Controller, desk: &mut crate::control::desk::Desk| {
+            let a = Action::IntentAdd(spec(now_ms / 1000 + 60, 60));
+            desk.act(c, Some(&obs), a, &root, now_ms).unwrap()["ids"][0]
+                .as_u64()
+                .unwrap()
+        };
+        let first = add(&mut c, &mut desk);
+        let cancel = Action::IntentCancel { id: first };
+        desk.act(&mut c, Some(&obs), cancel, &root, now_ms).unwrap();
+        let second = add(&mut c, &mut desk);
+        assert!(second > first, "{first} given again after its cancel");
+        let cancel = Action::IntentCancel { id: second };
+        desk.act(&mut c, Some(&obs), cancel, &root, now_ms).unwrap();
+        c.shutdown();
+        // Nothing pending, yet after a restart the next id is still a new one.
+        let (mut c, mut desk) = open(&path);
+        for _ in 0..4 {
+            c.step(&mut backend).unwrap();
+        }
+        let third = add(&mut c, &mut desk);
+        assert!(
+            third > second,
+            "{second} given again after a restart: {third}"
+        );
+        c.shutdown();
+    }
 }

@@ -237,7 +237,9 @@ fn operators_steer_the_daemon_through_the_cli_and_it_survives_a_restart() {
         "--cpu",
         "2",
     ]);
-    assert!(String::from_utf8_lossy(&intent.stderr).contains("not forecast yet"));
+    let refusal = String::from_utf8_lossy(&intent.stderr);
+    assert!(refusal.contains("not forecast yet"), "{refusal}");
+    assert!(!refusal.contains("  "), "stray spaces: {refusal:?}");
 
     // A restart keeps the override.
     let dir = d.stop();

@@ -92,16 +92,16 @@ pub enum IntentCommand {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         duration: f64,
         /// CPU in cores.
-        #[arg(long, value_name = "CORES")]
+        #[arg(long, value_name = "CORES", value_parser = parse_quantity)]
         cpu: Option<f64>,
         /// Memory in MiB.
-        #[arg(long, value_name = "MIB")]
+        #[arg(long, value_name = "MIB", value_parser = parse_quantity)]
         mem: Option<f64>,
         /// Disk throughput in bytes/s.
-        #[arg(long, value_name = "BYTES_PER_S")]
+        #[arg(long, value_name = "BYTES_PER_S", value_parser = parse_quantity)]
         disk: Option<f64>,
         /// Network throughput in bytes/s.
-        #[arg(long, value_name = "BYTES_PER_S")]
+        #[arg(long, value_name = "BYTES_PER_S", value_parser = parse_quantity)]
         net: Option<f64>,
         /// A note for the record (what the demand is).
         #[arg(long, value_name = "TEXT")]
@@ -130,6 +130,11 @@ fn parse_amount(s: &str) -> Result<(Resource, f64), String> {
         "net" => Resource::Net,
         other => return Err(format!("{other:?}: expected cpu, mem, disk or net")),
     };
+    Ok((r, parse_quantity(v)?))
+}
+
+/// An amount: a finite number ≥ 0.
+fn parse_quantity(v: &str) -> Result<f64, String> {
     let v: f64 = v
         .trim()
         .parse()
@@ -137,7 +142,7 @@ fn parse_amount(s: &str) -> Result<(Resource, f64), String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("{v} is not a finite number ≥ 0"));
     }
-    Ok((r, v))
+    Ok(v)
 }
 
 fn parse_duration(s: &str) -> Result<f64, String> {
@@ -670,6 +675,23 @@ mod tests {
         assert!(parse_amount("gpu=1").unwrap_err().contains("cpu, mem"));
         assert!(parse_amount("cpu=-1").is_err());
         assert!(parse_amount("cpu").is_err());
+        assert!(parse_amount("cpu=NaN").unwrap_err().contains("finite"));
+        use clap::Parser;
+        let nan = super::super::Cli::try_parse_from([
+            "prescient",
+            "intent",
+            "add",
+            "db",
+            "--start",
+            "now",
+            "--duration",
+            "1h",
+            "--cpu",
+            "NaN",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(nan.contains("--cpu") && nan.contains("finite"), "{nan}");
         assert_eq!(parse_start("now", 1000), Ok(1000));
         assert_eq!(parse_start("+10m", 1000), Ok(1600));
         assert_eq!(parse_start("1700000000", 0), Ok(1_700_000_000));

@@ -6,7 +6,7 @@ use super::action::{Action, ApiError, IntentSpec, OverrideSpec};
 use super::auth::Caller;
 use crate::allocate::overrides::Override;
 use crate::collect::Observation;
-use crate::forecast::intents::{Intent, IntentError};
+use crate::forecast::intents::{Intent, IntentError, MAX_DURATION_S};
 use crate::model::{Resource, TenantId};
 use crate::pipeline::Controller;
 use serde_json::{Value, json};
@@ -14,6 +14,11 @@ use std::collections::BTreeMap;
 
 /// The profile's operator-state kind the intents' notes are kept under.
 const NOTES: &str = "intent_note";
+
+/// The profile's operator-state kind the next intent id is kept under (one row, key
+/// [`NEXT_ID`]): ids are never given twice, across cancels and restarts.
+const IDS: &str = "intent_ids";
+const NEXT_ID: &str = "next";
 
 /// A change for the loop thread, with where its answer goes.
 pub struct Request {
@@ -33,6 +38,8 @@ impl std::fmt::Debug for Request {
 pub struct Desk {
     /// Notes on intents, by intent id.
     pub notes: BTreeMap<u64, String>,
+    /// No intent id below this is given again (0: none given yet).
+    pub next_id: u64,
 }
 
 impl Desk {
@@ -41,7 +48,7 @@ impl Desk {
         let notes = (rows.into_iter())
             .filter_map(|(k, v)| Some((k.parse().ok()?, serde_json::from_str(&v).ok()?)))
             .collect();
-        Desk { notes }
+        Desk { notes, next_id: 0 }
     }
 
     /// Make the change `action` asks for; `obs` is the last cycle's observation (the
@@ -136,6 +143,7 @@ impl Desk {
         caller: &Caller,
         now_ms: i64,
     ) -> Result<Value, ApiError> {
+        check_window(&spec, now_ms / 1000)?;
         let id = find(obs, &spec.tenant)?;
         let Some(stage) = controller.forecasts_mut() else {
             return Err(ApiError::unavailable("the daemon does not forecast"));
@@ -145,7 +153,9 @@ impl Desk {
             .chain(self.notes.keys().copied())
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1)
+            .max(self.next_id)
+            .max(1);
         let amounts = spec.demand.amounts();
         let mut declared = Vec::new();
         for r in Resource::ALL {
@@ -167,7 +177,8 @@ impl Desk {
                     return Err(ApiError {
                         status: 409,
                         message: format!(
-                            "{} is not forecast yet: its first forecast bucket has not                              completed, or the host reports no usage for it",
+                            "{} is not forecast yet: its first forecast bucket has not \
+                             completed, or the host reports no usage for it",
                             spec.tenant
                         ),
                     });
@@ -177,6 +188,8 @@ impl Desk {
             declared.push(next);
             next += 1;
         }
+        self.next_id = next;
+        self.save_next_id(controller);
         controller.save_forecasts(now_ms);
         if let Some(note) = &spec.note {
             for d in &declared {
@@ -203,6 +216,16 @@ impl Desk {
         }
     }
 
+    fn save_next_id(&self, controller: &Controller) {
+        let Some(p) = controller.profile() else {
+            return;
+        };
+        let rows = vec![(NEXT_ID.to_string(), self.next_id.to_string())];
+        if let Err(e) = p.save_operator_state(IDS, rows) {
+            tracing::error!("cannot store the next intent id: {e}");
+        }
+    }
+
     fn save_notes(&self, controller: &Controller) {
         let Some(p) = controller.profile() else {
             return;
@@ -216,9 +239,43 @@ impl Desk {
     }
 }
 
-/// Load the intents' notes the profile kept.
+/// Load the intents' notes and the next intent id the profile kept.
 pub fn load_notes(db: &crate::profile::ProfileDb) -> Result<Desk, crate::profile::ProfileError> {
-    Ok(Desk::new(db.load_operator_state(NOTES)?))
+    let mut desk = Desk::new(db.load_operator_state(NOTES)?);
+    desk.next_id = (db.load_operator_state(IDS)?.into_iter())
+        .find(|(k, _)| k == NEXT_ID)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    Ok(desk)
+}
+
+/// An intent's window, checked before anything else: the same rules as
+/// [`Intent::validate`], said in the request's fields and the command's flags.
+fn check_window(spec: &IntentSpec, now_s: i64) -> Result<(), ApiError> {
+    let probe = Intent {
+        id: 0,
+        resource: Resource::Cpu,
+        start_s: spec.start_unix_s,
+        duration_s: spec.duration_s,
+        amount: 0.0,
+    };
+    probe.validate(now_s).map_err(|e| {
+        ApiError::bad(match e {
+            IntentError::Duration { duration_s, .. } => format!(
+                "duration_s (--duration): {duration_s} s is not between 1 s and 7 days \
+                 ({MAX_DURATION_S} s)"
+            ),
+            IntentError::Ended { end_s, .. } => format!(
+                "start_unix_s (--start): the window {} … {end_s} (Unix seconds) ended before \
+                 now ({now_s}); an intent declares demand still to come",
+                spec.start_unix_s
+            ),
+            IntentError::TooFarAhead { start_s, .. } => format!(
+                "start_unix_s (--start): {start_s} is more than 30 days after now ({now_s})"
+            ),
+            other => other.to_string(),
+        })
+    })
 }
 
 /// The tenant of the last observation with this name or UUID.
