@@ -222,6 +222,14 @@ fn operators_steer_the_daemon_through_the_cli_and_it_survives_a_restart() {
     // Pause and resume: the dry-run switch.
     ok(&d.cli(&["pause"]));
     assert_eq!(json(&d.cli(&["status", "--json"]))["paused"], true);
+    // Every operator command answers JSON with --json, and takes --socket after it.
+    let resumed = Command::new(BIN)
+        .args(["resume", "--json", "--socket"])
+        .arg(d.socket())
+        .output()
+        .unwrap();
+    assert_eq!(json(&resumed), serde_json::json!({ "paused": false }));
+    assert_eq!(json(&d.cli(&["pause", "--json"]))["paused"], true);
     ok(&d.cli(&["resume"]));
     assert_eq!(json(&d.cli(&["status", "--json"]))["paused"], false);
 
@@ -247,7 +255,10 @@ fn operators_steer_the_daemon_through_the_cli_and_it_survives_a_restart() {
     let list = json(&d.cli(&["override", "list", "--json"]));
     assert_eq!(list[0]["name"], "test");
     assert_eq!(list[0]["max"]["mem"], 1024.0 * 1024.0);
-    ok(&d.cli(&["override", "clear", "test"]));
+    assert_eq!(
+        json(&d.cli(&["override", "clear", "test", "--json"]))["cleared"],
+        true
+    );
     assert_eq!(
         json(&d.cli(&["override", "list", "--json"])),
         serde_json::json!([])

@@ -65,3 +65,92 @@ fn daemon_help_shows_its_defaults() {
         assert!(daemon.contains(&default), "missing {default:?}:\n{daemon}");
     }
 }
+
+/// The long help of `prescient CMD…`.
+fn help_of(path: &str) -> String {
+    let helps = all_help();
+    let (_, text) = helps
+        .iter()
+        .find(|(c, _)| c == path)
+        .unwrap_or_else(|| panic!("no command {path}"));
+    text.clone()
+}
+
+#[test]
+fn socket_only_where_a_command_talks_to_the_daemon_and_json_on_every_operator_command() {
+    for cmd in [
+        "simulate",
+        "man",
+        "completions",
+        "collect",
+        "forecast-eval",
+        "forecast-plot",
+        "frontier-plot",
+        "bench",
+        "policy validate",
+    ] {
+        let text = help_of(&format!("prescient {cmd}"));
+        assert!(
+            !text.contains("--socket"),
+            "`{cmd} --help` shows --socket:\n{text}"
+        );
+    }
+    for cmd in [
+        "status",
+        "tenants",
+        "explain",
+        "show",
+        "override set",
+        "override clear",
+        "override list",
+        "intent add",
+        "intent list",
+        "intent cancel",
+        "policy reload",
+        "pause",
+        "resume",
+    ] {
+        let text = help_of(&format!("prescient {cmd}"));
+        assert!(text.contains("--socket <PATH>"), "`{cmd} --help`:\n{text}");
+        assert!(
+            text.contains("--json"),
+            "`{cmd} --help` lacks --json:\n{text}"
+        );
+    }
+    assert!(help_of("prescient daemon").contains("--socket <PATH>"));
+}
+
+#[test]
+fn every_argument_has_a_description() {
+    fn walk(cmd: &clap::Command, path: String) {
+        for a in cmd.get_arguments() {
+            let help = a.get_long_help().or(a.get_help()).map(|h| h.to_string());
+            assert!(
+                help.is_some_and(|h| !h.trim().is_empty()),
+                "`{path}`: {} has no description",
+                a.get_id()
+            );
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, format!("{path} {}", sub.get_name()));
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    walk(&cmd, "prescient".into());
+}
+
+#[test]
+fn help_takes_help_and_a_command_path() {
+    let bin = env!("CARGO_BIN_EXE_prescient");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let out = run(&["help", "--help"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: prescient help"));
+    let out = run(&["help", "override", "set"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--ttl <DURATION>"));
+    let out = run(&["help", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+}

@@ -67,9 +67,20 @@ fn the_man_page_renders() {
         "daemon",
         "override",
         "explain",
+        // Every command's options, on this one page.
+        "prescient override set",
+        "--policy-file <FILE>",
+        "--ttl <DURATION>",
+        "FILES",
+        "/var/lib/prescient/profile.db",
+        "ENVIRONMENT",
+        "PRESCIENT_SOCKET",
     ] {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
+    // No pointers to pages that are not generated; the name said once.
+    assert!(!text.contains("prescient-daemon(1)"), "{text}");
+    assert!(!text.contains("prescient - prescient"), "{text}");
 }
 
 #[test]

@@ -33,6 +33,15 @@ pub enum ClientError {
     Refused { status: u16, message: String },
 }
 
+/// `--socket` on each command that talks to the daemon.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SocketArg {
+    /// The daemon's control socket (default /run/prescient/prescient.sock, or
+    /// $PRESCIENT_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
 /// The socket the CLI talks to: `--socket`, else `$PRESCIENT_SOCKET`, else the default.
 pub fn socket(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)

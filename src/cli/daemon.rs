@@ -52,9 +52,14 @@ pub struct DaemonArgs {
     /// Print a table of every tenant's stats each cycle on stdout.
     #[arg(long)]
     pub print_stats: bool,
+    /// Where the control socket listens ("off": no socket), overriding $PRESCIENT_SOCKET and
+    /// [control] socket (default /run/prescient/prescient.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
-/// `socket`: the global `--socket`, else `$PRESCIENT_SOCKET`, overriding [control] socket.
+/// `socket`: `--socket` (the daemon's, else the one given before the subcommand), else
+/// `$PRESCIENT_SOCKET`, overriding [control] socket.
 pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
     let socket = socket.or_else(|| std::env::var_os("PRESCIENT_SOCKET").map(PathBuf::from));
     let (mut cfg, origin) = match &a.config {

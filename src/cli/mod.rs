@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod forecast_eval;
 pub mod forecast_plot;
 pub mod frontier_plot;
+pub mod man;
 pub mod operator;
 pub mod policy;
 pub mod show;
@@ -40,20 +41,26 @@ pub mod simulate;
 
 use clap::{Parser, Subcommand};
 
-/// prescient: proactive resource management for the tenant VMs of a KVM host.
+/// Proactive resource management for the tenant VMs of a KVM host.
 ///
-/// It learns each tenant's behaviour from libvirt's statistics and keeps it in a profile
+/// prescient learns each tenant's behaviour from libvirt's statistics and keeps it in a profile
 /// database, so that resources can be retuned before demand arrives.
 #[derive(Parser, Debug)]
-#[command(name = "prescient", version, about, long_about)]
+#[command(
+    name = "prescient",
+    version,
+    about,
+    long_about,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `debug`, `prescient=trace`); overrides RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
-    /// The daemon's control socket: where `daemon` listens ("off": no socket) and the
-    /// operator's commands connect (default /run/prescient/prescient.sock, or
-    /// $PRESCIENT_SOCKET).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The daemon's control socket for the commands that use one, as their own --socket:
+    /// where `daemon` listens ("off": no socket) and the operator's commands connect
+    /// (default /run/prescient/prescient.sock, or $PRESCIENT_SOCKET).
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -100,18 +107,26 @@ pub enum Command {
     /// Declared upcoming demand the forecaster blends in, weighted by the tenant's record.
     Intent(operator::IntentArgs),
     /// Stop changing the domains: allocations are still decided and logged (a dry run).
-    Pause,
+    Pause(operator::ReportArgs),
     /// Apply allocations again after `pause`.
-    Resume,
+    Resume(operator::ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// bash: `prescient completions bash > /etc/bash_completion.d/prescient`.
     Completions {
+        /// The shell to complete for.
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `prescient man > prescient.1; man -l prescient.1`.
+    /// Print the man page (roff): every command with its options, the files and the
+    /// environment, e.g. `prescient man > prescient.1; man -l prescient.1`.
     Man,
+    /// Print the help of prescient or of a command, e.g. `prescient help override set`.
+    Help {
+        /// The command (and subcommand) whose help to print; none: prescient's own.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 /// What went wrong, for `main` to print.
@@ -125,24 +140,29 @@ pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 pub fn run(cli: Cli) -> CliResult {
-    let socket = || client::socket(cli.socket.as_deref());
+    // A command's own --socket, else the one given before it.
+    let top = cli.socket.as_deref();
+    let socket = |s: &client::SocketArg| client::socket(s.socket.as_deref().or(top));
     match cli.command {
-        Command::Daemon(a) => daemon::run(a, cli.socket.clone()),
+        Command::Daemon(mut a) => {
+            let s = a.socket.take().or(cli.socket.clone());
+            daemon::run(a, s)
+        }
         Command::Collect(a) => collect::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::ForecastEval(a) => forecast_eval::run(a),
         Command::ForecastPlot(a) => forecast_plot::run(a),
         Command::FrontierPlot(a) => frontier_plot::run(a),
-        Command::Policy(a) => policy::run(a, &socket()),
+        Command::Policy(a) => policy::run(a, top),
         Command::Bench(a) => bench::run(a),
-        Command::Status(a) => operator::status(&socket(), a),
-        Command::Tenants(a) => operator::tenants(&socket(), a),
-        Command::Explain(a) => operator::explain(&socket(), a),
-        Command::Show(a) => show::run(&socket(), a),
-        Command::Override(a) => operator::overrides(&socket(), a),
-        Command::Intent(a) => operator::intents(&socket(), a),
-        Command::Pause => operator::pause(&socket(), true),
-        Command::Resume => operator::pause(&socket(), false),
+        Command::Status(a) => operator::status(&socket(&a.socket), a),
+        Command::Tenants(a) => operator::tenants(&socket(&a.socket), a),
+        Command::Explain(a) => operator::explain(&socket(&a.report.socket), a),
+        Command::Show(a) => show::run(&socket(&a.socket), a),
+        Command::Override(a) => operator::overrides(&socket(&a.command.report().socket), a),
+        Command::Intent(a) => operator::intents(&socket(&a.command.report().socket), a),
+        Command::Pause(a) => operator::pause(&socket(&a.socket), true, a),
+        Command::Resume(a) => operator::pause(&socket(&a.socket), false, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();
@@ -151,10 +171,22 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Man => {
+            out!("{}", String::from_utf8_lossy(&man::page()?))?;
+            Ok(())
+        }
+        Command::Help { command } => {
             use clap::CommandFactory;
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            out!("{}", String::from_utf8_lossy(&out))?;
+            let mut cmd = Cli::command();
+            cmd.build();
+            let mut at = &mut cmd;
+            for name in &command {
+                let known: Vec<String> =
+                    at.get_subcommands().map(|s| s.get_name().into()).collect();
+                at = at.find_subcommand_mut(name).ok_or_else(|| {
+                    format!("help: no command {name:?} (commands: {})", known.join(", "))
+                })?;
+            }
+            out!("{}", at.render_long_help())?;
             Ok(())
         }
     }

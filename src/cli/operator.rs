@@ -1,7 +1,7 @@
 //! The operator's commands, each one request to the daemon's control socket: status,
 //! tenants, explain, overrides, intents, pause and resume.
 
-use super::client::call;
+use super::client::{SocketArg, call};
 use super::collect::utc;
 use crate::allocate::overrides::Override;
 use crate::control::action::{IntentSpec, OverrideSpec, Quantities, percent_encode};
@@ -16,6 +16,8 @@ pub struct ReportArgs {
     /// Print the daemon's answer as JSON (amounts in cores, KiB and bytes/s).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
 }
 
 #[derive(Args, Debug)]
@@ -59,13 +61,18 @@ pub enum OverrideCommand {
         /// Expire after this long (e.g. 30m, 2h, 1d); without it, until cleared.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         ttl: Option<f64>,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// List the overrides in force.
     List(ReportArgs),
     /// Remove a tenant's override.
     Clear {
+        /// The tenant's name or UUID (also of a tenant that has gone).
         #[arg(value_name = "TENANT")]
         tenant: String,
+        #[command(flatten)]
+        report: ReportArgs,
     },
 }
 
@@ -82,6 +89,7 @@ pub enum IntentCommand {
     ///
     /// Each amount is the tenant's total use of the resource during the window.
     Add {
+        /// The tenant's name or UUID.
         #[arg(value_name = "TENANT")]
         tenant: String,
         /// When it starts: `now`, `+10m` (from now), an RFC 3339 time such as
@@ -113,9 +121,44 @@ pub enum IntentCommand {
     List(ReportArgs),
     /// Withdraw a pending intent.
     Cancel {
+        /// The intent's id, as `intent add` and `intent list` print it.
         #[arg(value_name = "ID")]
         id: u64,
+        #[command(flatten)]
+        report: ReportArgs,
     },
+}
+
+impl OverrideCommand {
+    /// Its `--json` and `--socket`.
+    pub fn report(&self) -> &ReportArgs {
+        match self {
+            OverrideCommand::Set { report, .. }
+            | OverrideCommand::Clear { report, .. }
+            | OverrideCommand::List(report) => report,
+        }
+    }
+}
+
+impl IntentCommand {
+    /// Its `--json` and `--socket`.
+    pub fn report(&self) -> &ReportArgs {
+        match self {
+            IntentCommand::Add { report, .. }
+            | IntentCommand::Cancel { report, .. }
+            | IntentCommand::List(report) => report,
+        }
+    }
+}
+
+/// The daemon's answer as JSON with `--json`, else `human`.
+fn answer(report: &ReportArgs, body: &str, human: impl std::fmt::Display) -> super::CliResult {
+    if report.json {
+        outln!("{}", body.trim_end())?;
+    } else {
+        outln!("{human}")?;
+    }
+    Ok(())
 }
 
 /// `RESOURCE=VALUE` in the operator's units, to the pipeline's (mem MiB → KiB is done later).
@@ -543,6 +586,7 @@ pub fn overrides(socket: &Path, a: OverrideArgs) -> super::CliResult {
             max,
             freeze,
             ttl,
+            report,
         } => {
             let spec = OverrideSpec {
                 class,
@@ -552,13 +596,14 @@ pub fn overrides(socket: &Path, a: OverrideArgs) -> super::CliResult {
                 ttl_seconds: ttl,
             };
             let path = format!("/v1/overrides/{}", percent_encode(&tenant));
-            call(socket, "PUT", &path, Some(&serde_json::to_value(&spec)?))?;
-            outln!("override set on {tenant}; in force from the next cycle")?;
+            let body = call(socket, "PUT", &path, Some(&serde_json::to_value(&spec)?))?;
+            let human = format!("override set on {tenant}; in force from the next cycle");
+            answer(&report, &body, human)?;
         }
-        OverrideCommand::Clear { tenant } => {
+        OverrideCommand::Clear { tenant, report } => {
             let path = format!("/v1/overrides/{}", percent_encode(&tenant));
-            call(socket, "DELETE", &path, None)?;
-            outln!("override on {tenant} cleared")?;
+            let body = call(socket, "DELETE", &path, None)?;
+            answer(&report, &body, format!("override on {tenant} cleared"))?;
         }
         OverrideCommand::List(r) => {
             let body = call(socket, "GET", "/v1/overrides", None)?;
@@ -620,9 +665,9 @@ pub fn intents(socket: &Path, a: IntentArgs) -> super::CliResult {
                 outln!("intent declared for {tenant}: ids {}", v["ids"])?;
             }
         }
-        IntentCommand::Cancel { id } => {
-            call(socket, "DELETE", &format!("/v1/intents/{id}"), None)?;
-            outln!("intent {id} cancelled")?;
+        IntentCommand::Cancel { id, report } => {
+            let body = call(socket, "DELETE", &format!("/v1/intents/{id}"), None)?;
+            answer(&report, &body, format!("intent {id} cancelled"))?;
         }
         IntentCommand::List(r) => {
             let body = call(socket, "GET", "/v1/intents", None)?;
@@ -643,25 +688,25 @@ pub fn intents(socket: &Path, a: IntentArgs) -> super::CliResult {
 }
 
 /// `pause` (true) or `resume`.
-pub fn pause(socket: &Path, pause: bool) -> super::CliResult {
+pub fn pause(socket: &Path, pause: bool, a: ReportArgs) -> super::CliResult {
     let path = if pause { "/v1/pause" } else { "/v1/resume" };
-    call(socket, "POST", path, None)?;
-    outln!(
-        "{}",
-        if pause {
-            "paused: allocations are decided and logged, no domain setting is changed"
-        } else {
-            "resumed: allocations are applied from the next cycle"
-        }
-    )?;
-    Ok(())
+    let body = call(socket, "POST", path, None)?;
+    let human = if pause {
+        "paused: allocations are decided and logged, no domain setting is changed"
+    } else {
+        "resumed: allocations are applied from the next cycle"
+    };
+    answer(&a, &body, human)
 }
 
 /// `policy reload`.
-pub fn reload(socket: &Path) -> super::CliResult {
-    call(socket, "POST", "/v1/policy/reload", None)?;
-    outln!("policy file reread; in force from the next cycle")?;
-    Ok(())
+pub fn reload(socket: &Path, a: ReportArgs) -> super::CliResult {
+    let body = call(socket, "POST", "/v1/policy/reload", None)?;
+    answer(
+        &a,
+        &body,
+        "policy file reread; in force from the next cycle",
+    )
 }
 
 #[cfg(test)]

@@ -43,12 +43,16 @@ pub enum PolicyCommand {
     /// Ask the running daemon to reread its policy file (as SIGHUP does): a valid file is
     /// obeyed from the next cycle on; an invalid one is refused with its error and the
     /// rules in force stay. Needs root or the admin group.
-    Reload,
+    Reload(super::operator::ReportArgs),
 }
 
-pub fn run(a: PolicyArgs, socket: &std::path::Path) -> super::CliResult {
+/// `top`: the `--socket` given before the subcommand, if any.
+pub fn run(a: PolicyArgs, top: Option<&std::path::Path>) -> super::CliResult {
     match a.command {
-        PolicyCommand::Reload => super::operator::reload(socket),
+        PolicyCommand::Reload(r) => {
+            let socket = super::client::socket(r.socket.socket.as_deref().or(top));
+            super::operator::reload(&socket, r)
+        }
         PolicyCommand::Validate { file, json } => {
             let rules = Rules::load(&file)?;
             if json {

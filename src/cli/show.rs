@@ -25,6 +25,8 @@ pub struct ShowArgs {
     /// Print the daemon's answer as JSON (the same as `explain --json`).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub socket: super::client::SocketArg,
 }
 
 fn parse_resource(s: &str) -> Result<Resource, String> {
