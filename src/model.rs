@@ -11,6 +11,15 @@ use std::sync::Arc;
 /// forecasters' step and the profile's history buckets (seconds).
 pub const STEP_S: i64 = 300;
 
+/// `n` and the noun, singular for one: "1 tenant", "2 tenants".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The time now, in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()

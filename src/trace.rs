@@ -103,6 +103,15 @@ pub enum TraceError {
     },
     #[error("{dir}: no .csv or .csv.gz trace files")]
     NoFiles { dir: PathBuf },
+    #[error(
+        "{first} and {second} are both the trace of VM {name}: keep one of them (remove or \
+         move the other out of the directory)"
+    )]
+    SameVm {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 /// The name a trace file goes by: its file name without `.csv` / `.csv.gz`.
@@ -274,8 +283,16 @@ pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, TraceError> {
     }
     files.sort_by_key(|p| {
         let name = vm_name(p);
-        (name.parse::<u64>().unwrap_or(u64::MAX), name)
+        (name.parse::<u64>().unwrap_or(u64::MAX), name, p.clone())
     });
+    // `1.csv` and `1.csv.gz` would be one VM counted twice.
+    if let Some(w) = files.windows(2).find(|w| vm_name(&w[0]) == vm_name(&w[1])) {
+        return Err(TraceError::SameVm {
+            name: vm_name(&w[0]),
+            first: w[0].clone(),
+            second: w[1].clone(),
+        });
+    }
     Ok(files)
 }
 
@@ -314,6 +331,20 @@ mod tests {
         format!(
             "{ts};\t2;\t5851.9989;\t{cpu};\t1.5;\t8218624.0;\t1034592.8;\t160.5;\t21.5;\t0.25;\t1.5\n"
         )
+    }
+
+    #[test]
+    fn one_vm_in_two_files_is_refused_with_both_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1.csv"), HEADER).unwrap();
+        std::fs::write(dir.path().join("10.csv"), HEADER).unwrap();
+        assert_eq!(list_dir(dir.path()).unwrap().len(), 2);
+        std::fs::write(dir.path().join("1.csv.gz"), HEADER).unwrap();
+        let e = list_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("1.csv and ") && e.contains("1.csv.gz") && e.contains("VM 1:"),
+            "{e}"
+        );
     }
 
     #[test]

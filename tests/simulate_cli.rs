@@ -332,3 +332,31 @@ fn frontier_plot_draws_saved_runs_and_names_a_bad_file() {
         "{err}"
     );
 }
+
+/// One tenant is "1 tenant"; a VM whose trace is in two files (`1.csv` and `1.csv.gz`) is
+/// refused with both named, not counted twice.
+#[test]
+fn one_tenant_reads_as_one_and_a_vm_in_two_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(slice().join("1.csv.gz"), dir.path().join("1.csv.gz")).unwrap();
+    let trace = dir.path().to_str().unwrap();
+    let out = simulate(&["--trace", trace, "--policy", "static", "--days", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("1 tenant ("), "{text}");
+    let raw = std::fs::read(slice().join("1.csv.gz")).unwrap();
+    let mut csv = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut csv).unwrap();
+    std::fs::write(dir.path().join("1.csv"), csv).unwrap();
+    let out = simulate(&["--trace", trace, "--policy", "static", "--days", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1.csv and ") && err.contains("1.csv.gz"),
+        "{err}"
+    );
+}

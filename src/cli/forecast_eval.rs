@@ -121,10 +121,10 @@ pub fn run(a: ForecastEvalArgs) -> super::CliResult {
             errln!("prescient: skipped: {b}");
         }
         return Err(format!(
-            "{}: no series could be scored ({} files read, {} malformed; a series needs more \
+            "{}: no series could be scored ({} read, {} malformed; a series needs more \
              than --warmup {} steps plus the longest horizon)",
             a.trace.display(),
-            files.len(),
+            crate::model::count(files.len(), "file"),
             report.bad_files.len(),
             a.warmup
         )

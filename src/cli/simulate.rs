@@ -1,6 +1,6 @@
 use crate::backend::trace::HostModel;
-use crate::model::Resource;
 use crate::model::STEP_S;
+use crate::model::{Resource, count};
 use crate::sim::metrics::{Metrics, Report};
 use crate::sim::replay::Replay;
 use crate::sim::{self, classes};
@@ -247,16 +247,16 @@ pub fn run(a: SimulateArgs) -> super::CliResult {
         }
     } else {
         outln!(
-            "{} tenants ({} present at the end), {} intervals of {} s, capacity {:.2} × p99 of total demand{}",
-            setup.tenants,
+            "{} ({} present at the end), {} of {} s, capacity {:.2} × p99 of total demand{}",
+            count(setup.tenants, "tenant"),
             setup.present_at_end,
-            setup.intervals,
+            count(setup.intervals, "interval"),
             setup.interval_s,
             setup.capacity_fraction,
             if skipped.is_empty() {
                 String::new()
             } else {
-                format!(", {} files skipped", skipped.len())
+                format!(", {} skipped", count(skipped.len(), "file"))
             }
         )?;
         if a.sweep {

@@ -34,8 +34,9 @@ pub enum SimError {
     #[error("--knob {0}: the oracle has no knob")]
     OracleKnob(f64),
     #[error(
-        "{dir}: no tenant-interval to replay ({files} trace files read, {skipped} skipped; none \
-         has a row in the replayed period): nothing was simulated"
+        "{dir}: no tenant-interval to replay ({} read, {skipped} skipped; none has a row \
+         in the replayed period): nothing was simulated",
+        crate::model::count(*files, "trace file")
     )]
     NoData {
         dir: std::path::PathBuf,
