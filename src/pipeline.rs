@@ -104,10 +104,11 @@ impl Controller {
         self.mark_held(&mut obs);
         self.cycles += 1;
         for id in &obs.appeared {
-            tracing::info!(tenant = %id.name, uuid = %id.uuid, "tenant appeared");
+            // Names quoted and escaped: whoever names a domain cannot split or forge a line.
+            tracing::info!(tenant = ?id.name, uuid = %id.uuid, "tenant appeared");
         }
         for id in &obs.vanished {
-            tracing::info!(tenant = %id.name, uuid = %id.uuid, "tenant vanished");
+            tracing::info!(tenant = ?id.name, uuid = %id.uuid, "tenant vanished");
         }
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
@@ -163,7 +164,7 @@ impl Controller {
                         let settings: Vec<String> =
                             c.settings.iter().map(|s| s.to_string()).collect();
                         tracing::info!(
-                            tenant = %d.id.name,
+                            tenant = ?d.id.name,
                             resource = %c.resource,
                             amount = c.amount,
                             "dry run, not applied: {}",
@@ -181,7 +182,7 @@ impl Controller {
                     self.denials.push_back((obs.at_unix_ms, d.clone()));
                     *self.denials_total.get_mut(d.resource) += 1;
                     tracing::warn!(
-                        tenant = %d.tenant.name,
+                        tenant = ?d.tenant.name,
                         resource = %d.resource,
                         "refused: {} (libvirt error {}): {}",
                         d.setting.as_ref().map(|s| s.to_string()).unwrap_or_default(),
@@ -218,7 +219,7 @@ impl Controller {
     fn expire_overrides(&mut self, now_ms: i64) {
         let gone = self.overrides.expire(now_ms);
         for o in &gone {
-            tracing::info!(tenant = %o.name, set_by = %o.set_by, "override expired");
+            tracing::info!(tenant = ?o.name, set_by = %o.set_by, "override expired");
         }
         if !gone.is_empty()
             && let Err(e) = self.save_overrides()

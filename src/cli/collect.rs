@@ -3,8 +3,10 @@ use crate::collect::{Observation, total};
 use crate::model::Resource;
 use crate::pipeline::Controller;
 use clap::Args;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
+use unicode_width::UnicodeWidthStr;
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -73,6 +75,31 @@ pub fn utc(at_unix_ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A name as a table shows it: control and other invisible characters escaped (`\n`,
+/// `\u{202e}`), so that whoever names a domain cannot break or forge a row.
+pub fn cell(name: &str) -> Cow<'_, str> {
+    let hidden = |c: char| c.is_control() || (c.escape_debug().count() > 1 && !"\\\"'".contains(c));
+    if !name.chars().any(hidden) {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .map(|c| {
+                if hidden(c) {
+                    c.escape_debug().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `s` padded with spaces to `width` terminal columns (a wide character takes two).
+pub fn pad(s: &str, width: usize) -> String {
+    format!("{s}{}", " ".repeat(width.saturating_sub(s.width())))
+}
+
 /// A per-tenant table for people: CPU in cores, memory in MiB, I/O in MB/s.
 pub fn render_table(obs: &Observation) -> String {
     let mut s = String::new();
@@ -112,14 +139,14 @@ pub fn render_table(obs: &Observation) -> String {
         let sum = |f: fn(&crate::collect::DiskRates) -> Option<f64>| total(t.disks.iter().map(f));
         let nsum = |f: fn(&crate::collect::NicRates) -> Option<f64>| total(t.nics.iter().map(f));
         let kib = |v: Option<u64>| opt(v.map(|v| v as f64), 1024.0, 0);
-        let mut name = t.id.name.to_string();
+        let mut name = cell(&t.id.name).into_owned();
         if t.policy.metadata_error.is_some() {
             name.push('!');
         }
         let _ = writeln!(
             s,
-            "{:<20} {:<6} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            name,
+            "{} {:<6} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            pad(&name, 20),
             t.policy.class.name(),
             t.vcpus,
             opt(t.usage.cpu, 1.0, 2),
@@ -170,7 +197,7 @@ pub fn render_allocations(
     tenants.sort_by(|a, b| a.id.name.cmp(&b.id.name));
     for t in tenants {
         let decided = allocation.tenants.iter().find(|a| a.uuid == t.id.uuid);
-        let _ = write!(s, "{:<20}", t.id.name);
+        let _ = write!(s, "{}", pad(&cell(&t.id.name), 20));
         for r in Resource::ALL {
             let cell = format!(
                 "{}/{}/{}",
@@ -204,6 +231,17 @@ mod tests {
         );
         assert_eq!(total([Some(1.0), None].into_iter()), None);
         assert_eq!(total([Some(1.0), Some(2.0)].into_iter()), Some(3.0));
+    }
+
+    #[test]
+    fn names_are_escaped_and_padded_by_terminal_columns() {
+        assert_eq!(cell("web-1"), "web-1");
+        assert_eq!(cell("evil\nforged"), "evil\\nforged");
+        assert_eq!(cell("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(cell("数据库-ünï"), "数据库-ünï");
+        assert_eq!(pad("数据库", 8), "数据库  ");
+        assert_eq!(pad("ünï", 5), "ünï  ");
+        assert_eq!(pad("toolongname", 4), "toolongname");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tenants, explain, overrides, intents, pause and resume.
 
 use super::client::{SocketArg, call};
-use super::collect::utc;
+use super::collect::{cell, pad, utc};
 use crate::allocate::overrides::Override;
 use crate::control::action::{IntentSpec, OverrideSpec, Quantities, percent_encode};
 use crate::control::view::{Explain, IntentView, Status, TenantView};
@@ -348,12 +348,24 @@ pub fn tenants(socket: &Path, a: ReportArgs) -> super::CliResult {
 
 fn render_tenants(list: &[TenantView]) -> String {
     let mut o = String::new();
-    // As wide as the longest name (with its override mark), so the columns line up.
-    let w = (list.iter().map(|t| t.name.chars().count() + 1).max()).map_or(20, |n| n.max(20));
+    // As wide as the longest name (escaped, with its override mark, in terminal columns),
+    // so the columns line up.
+    let w = (list
+        .iter()
+        .map(|t| unicode_width::UnicodeWidthStr::width(&*cell(&t.name)) + 1))
+    .max()
+    .map_or(20, |n| n.max(20));
     let _ = writeln!(
         o,
-        "{:<w$} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  BOUND BY",
-        "TENANT", "CLASS", "RES", "NOW", "P50", "P95", "ALLOC", "IN FORCE"
+        "{} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  BOUND BY",
+        pad("TENANT", w),
+        "CLASS",
+        "RES",
+        "NOW",
+        "P50",
+        "P95",
+        "ALLOC",
+        "IN FORCE"
     );
     let mut list: Vec<&TenantView> = list.iter().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -361,15 +373,15 @@ fn render_tenants(list: &[TenantView]) -> String {
         for r in Resource::ALL {
             let (name, class) = if r == Resource::Cpu {
                 let mark = if t.overridden { "*" } else { "" };
-                (format!("{}{mark}", t.name), t.class.name())
+                (format!("{}{mark}", cell(&t.name)), t.class.name())
             } else {
                 (String::new(), "")
             };
             let f = t.forecast.as_ref().map(|f| *f.get(r));
             let _ = writeln!(
                 o,
-                "{:<w$} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
-                name,
+                "{} {:<7} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+                pad(&name, w),
                 class,
                 r.name(),
                 show(r, *t.usage.get(r)),

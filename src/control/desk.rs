@@ -285,7 +285,8 @@ fn find<'a>(obs: Option<&'a Observation>, tenant: &str) -> Result<&'a TenantId, 
         .find(|id| &*id.name == tenant || &*id.uuid == tenant)
         .ok_or_else(|| {
             ApiError::not_found(format!(
-                "no tenant named {tenant:?} on this host (`prescient tenants` lists them)"
+                "no tenant named {tenant:?} on this host, nor one with that UUID (`prescient \
+                 tenants` lists the names, `prescient tenants --json` the UUIDs too)"
             ))
         })
 }

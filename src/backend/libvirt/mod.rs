@@ -430,7 +430,7 @@ fn apply_plan(
                     Ok(()) => {}
                     Err(e) if e.is_no_domain() => {
                         // Gone since the snapshot: the next cycle sees it vanished.
-                        tracing::debug!(domain = %d.id.name, "domain vanished before its change");
+                        tracing::debug!(domain = ?d.id.name, "domain vanished before its change");
                         continue 'change;
                     }
                     Err(e) if e.code != 0 && !conn.is_alive() => return Err(e.message),
