@@ -267,11 +267,11 @@ fn forecast_eval_and_bench_refuse_traces_with_nothing_to_measure() {
     for (args, needle) in [
         (
             vec!["forecast-eval", "--trace", d],
-            "no series could be scored",
+            "no series could be scored (1 file read",
         ),
         (
             vec!["bench", "forecast", "--trace", d, "--passes", "1"],
-            "has more than 2016 rows",
+            "no trace of the 1 file read has more than 2016 rows",
         ),
         (vec!["bench", "forecast", "--passes", "0"], "--passes"),
         (vec!["bench", "forecast", "--files", "0"], "--files"),

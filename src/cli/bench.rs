@@ -94,11 +94,12 @@ pub fn run(a: BenchArgs) -> super::CliResult {
             let series = bench::load(trace.as_ref(), files as usize)?;
             if series.iter().all(|s| s.len() <= bench::WARMUP) {
                 return Err(format!(
-                    "{}: no trace among the first {files} files has more than {} rows (a week \
-                     of 5-minute steps to warm the forecasters up before timing them)",
+                    "{}: no trace of the {} read has more than {} rows (a week of 5-minute \
+                     steps to warm the forecasters up before timing them)",
                     trace
                         .as_ref()
                         .map_or("synthetic".into(), |t| t.display().to_string()),
+                    crate::model::count(series.len() / crate::model::Resource::ALL.len(), "file"),
                     bench::WARMUP
                 )
                 .into());
