@@ -271,7 +271,8 @@ pub fn parse(method: &str, path: &str, body: &[u8]) -> Result<Action, ApiError> 
                         && (1.0..=crate::allocate::overrides::MAX_TTL_S).contains(&ttl))
                 {
                     return Err(ApiError::bad(format!(
-                        "ttl_seconds: {ttl} is not between 1 and 2592000 (30 days)"
+                        "ttl_seconds (the command's --ttl): {ttl} s is not between 1 s and \
+                         2592000 s (30 days)"
                     )));
                 }
                 Ok(Action::OverrideSet {

@@ -56,8 +56,19 @@ impl Desk {
     ) -> Result<Value, ApiError> {
         match action {
             Action::OverrideSet { tenant, spec } => {
+                if controller.policy().is_none() {
+                    return Err(ApiError::bad(
+                        "the daemon runs no allocation policy: an override would hold \
+                         nothing (start it with --policy)",
+                    ));
+                }
                 let id = find(obs, &tenant)?;
                 let o = override_of(id, &spec, caller, now_ms);
+                if let Some(obs) = obs {
+                    (controller.overrides())
+                        .check_fits(&o, obs, controller.rules())
+                        .map_err(|e| ApiError::bad(format!("override for {tenant}: {e}")))?;
+                }
                 controller
                     .set_override(o)
                     .map_err(|e| ApiError::bad(format!("override for {tenant}: {e}")))?;
