@@ -274,8 +274,15 @@ async fn handle(
     shared: &Shared,
     caller: Option<&Caller>,
 ) -> Response<Full<Bytes>> {
-    let method = req.method().as_str().to_string();
+    // HEAD is GET without the body (hyper leaves it out).
+    let method = match req.method() {
+        &hyper::Method::HEAD => "GET".to_string(),
+        m => m.as_str().to_string(),
+    };
     let path = req.uri().path().to_string();
+    let format = super::metrics::negotiate(
+        (req.headers().get(hyper::header::ACCEPT)).and_then(|v| v.to_str().ok()),
+    );
     let body = match Limited::new(req.into_body(), action::MAX_BODY)
         .collect()
         .await
@@ -296,8 +303,8 @@ async fn handle(
         return match action {
             Action::Metrics => respond(
                 200,
-                super::metrics::CONTENT_TYPE,
-                super::metrics::render(shared.view()),
+                format.content_type(),
+                super::metrics::render(shared.view(), format),
             ),
             _ => error_response(&ApiError::not_found(
                 "only /metrics is served here; the control API is on the Unix socket",
@@ -333,8 +340,8 @@ async fn handle(
         Action::Metrics => {
             return respond(
                 200,
-                super::metrics::CONTENT_TYPE,
-                super::metrics::render(view),
+                format.content_type(),
+                super::metrics::render(view, format),
             );
         }
         Action::PolicyReload => reload(shared).await,
@@ -363,7 +370,12 @@ async fn reload(shared: &Shared) -> Result<serde_json::Value, ApiError> {
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("policy reload failed: {e}")))?;
-    match loaded {
+    let total = shared.view().status.host.as_ref().map(|h| h.total);
+    let checked = loaded.and_then(|r| match total {
+        Some(total) => r.check_host(&total).map(|()| r),
+        None => Ok(r),
+    });
+    match checked {
         Ok(rules) => {
             shared
                 .commands
