@@ -700,6 +700,30 @@ fn overrides_the_domain_or_the_host_cannot_honour_are_refused_with_the_reason() 
         "{err}"
     );
     ok(&d.cli(&["override", "set", "test", "--min", "cpu=0.5"]));
+    // A reserve raised later leaves 0.2 cores: the reservation no longer fits, and the
+    // daemon says so in status, the log and a metric.
+    std::fs::write(&policy, "[host.reserve]\ncpu_cores = 15.8\n").unwrap();
+    ok(&d.cli(&["policy", "reload"]));
+    let cycles = json(&d.cli(&["status", "--json"]))["cycles"]
+        .as_u64()
+        .unwrap();
+    d.wait_for_cycles(cycles + 2);
+    let status = ok(&d.cli(&["status"]));
+    assert!(
+        status.contains("WARNING") && status.contains("cpu reservations (0.50)"),
+        "{status}"
+    );
+    assert!(status.contains("cpu SHORT"), "{status}");
+    let (_, metrics) = request_with(&d.socket(), "GET", "/metrics", "");
+    assert!(
+        metrics.contains("prescient_reservations_unmet{resource=\"cpu\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        d.log().contains("reservations exceed what they may have"),
+        "{}",
+        d.log()
+    );
     // A reserve of more than the host has is refused, and the rules in force stay.
     std::fs::write(&policy, "[host.reserve]\ncpu_cores = 1e12\n").unwrap();
     let out = d.cli(&["policy", "reload"]);

@@ -308,7 +308,7 @@ fn render_status(s: &Status) -> String {
                     "ample"
                 };
                 match &s.shadow_prices {
-                    Some(p) if h.capacity.get(r).is_some() => {
+                    Some(p) if h.capacity.get(r).is_some() && *p.get(r) > 0.0 => {
                         format!("{r} {state} (λ {:.3})", p.get(r))
                     }
                     _ => format!("{r} {state}"),
