@@ -78,9 +78,10 @@ pub enum OverrideError {
         size: f64,
     },
     #[error(
-        "the minimum {r} {} cannot be honoured: with it the tenants' {r} reservations \
-         would add up to {}, more than they may have in all ({}, the host's capacity less \
-         its reserve); lower it or another tenant's minimum (`prescient override list`)",
+        "its {r} reservation of {} cannot be honoured: with it the tenants' {r} \
+         reservations would add up to {}, more than they may have in all ({}, the host's \
+         capacity less its reserve); ask less, or lower another tenant's minimum \
+         (`prescient override list`) or a class's reservation",
         show(*resource, *min), show(*resource, *reserved), show(*resource, *capacity),
         r = resource
     )]
@@ -189,26 +190,31 @@ impl Overrides {
     }
 
     /// Whether `o`, set beside the overrides in force, can be honoured on the host of `obs`
-    /// under `rules`: each minimum no more than the domain can use, and every tenant's
-    /// reservations of a resource together within what the tenants may have of it.
+    /// under `rules`: each minimum no more than the domain can use, and, where `o` raises
+    /// the tenants' reservations of a resource (a minimum, or a class with a reservation),
+    /// all of them together within what the tenants may have of it.
     pub fn check_fits(
         &self,
         o: &Override,
         obs: &Observation,
         rules: &Rules,
     ) -> Result<(), OverrideError> {
+        let reserved = |set: &Overrides, r: Resource| -> (f64, f64) {
+            let mut obs = obs.clone();
+            set.apply(&mut obs);
+            let lo = |t: &TenantStats| rules.bounds(t, r).0;
+            let mine = (obs.tenants.iter())
+                .find(|t| t.id.uuid == o.uuid)
+                .map_or(0.0, lo);
+            (obs.tenants.iter().map(lo).sum(), mine)
+        };
         let mut next = self.clone();
         next.by_uuid.insert(o.uuid.clone(), o.clone());
-        let mut obs = obs.clone();
-        next.apply(&mut obs);
         for r in Resource::ALL {
-            let Some(min) = *o.min.get(r) else {
-                continue;
-            };
             let size = (obs.tenants.iter())
                 .find(|t| t.id.uuid == o.uuid)
                 .and_then(|t| t.most(r));
-            if let Some(size) = size
+            if let (Some(min), Some(size)) = (*o.min.get(r), size)
                 && min > size
             {
                 return Err(OverrideError::BeyondSize {
@@ -217,16 +223,17 @@ impl Overrides {
                     size,
                 });
             }
-            if let Some(capacity) = rules.capacity(&obs.host, r) {
-                let reserved: f64 = obs.tenants.iter().map(|t| rules.bounds(t, r).0).sum();
-                if reserved > capacity * (1.0 + 1e-9) {
-                    return Err(OverrideError::BeyondCapacity {
-                        resource: r,
-                        min,
-                        reserved,
-                        capacity,
-                    });
-                }
+            let Some(capacity) = rules.capacity(&obs.host, r) else {
+                continue;
+            };
+            let (after, min) = reserved(&next, r);
+            if after > capacity * (1.0 + 1e-9) && after > reserved(self, r).0 * (1.0 + 1e-9) {
+                return Err(OverrideError::BeyondCapacity {
+                    resource: r,
+                    min,
+                    reserved: after,
+                    capacity,
+                });
             }
         }
         Ok(())
@@ -407,6 +414,13 @@ mod tests {
         );
         // Replacing a tenant's own minimum counts it once.
         set.check_fits(&min("u1", 1.5), &obs, &rules).unwrap();
+        // A class whose reservation does not fit beside them is refused as well.
+        let rules =
+            Rules::parse("[classes.silver]\nreservation = { cpu_cores = 1 }\n", "p").unwrap();
+        let mut silver = ov("u3");
+        silver.class = Some(Class::Silver);
+        let e = set.check_fits(&silver, &obs, &rules).unwrap_err();
+        assert!(e.to_string().contains("reservation of 1.00 cores"), "{e}");
     }
 
     #[test]
