@@ -773,13 +773,28 @@ fn a_host_reserve_beyond_the_host_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, "[host.reserve]\ncpu_cores = 1e12\n").unwrap();
-    let out = common::daemon(Path::new(BIN), &dir.path().join("profile.db"))
+    let log = dir.path().join("daemon.log");
+    let mut child = common::daemon(Path::new(BIN), &dir.path().join("profile.db"))
         .args(["--policy", "static", "--policy-file"])
         .arg(&policy)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.is_some_and(|s| !s.success()), "it ran on:\n{err}");
     assert!(
         err.contains("host.reserve cpu") && err.contains("line 2"),
         "{err}"
