@@ -104,6 +104,8 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// `origin` says where the value came from: the file and its line, a command-line
+    /// flag, or the defaults.
     #[error("config {origin}: {field} {message}")]
     Invalid {
         origin: String,
@@ -112,17 +114,54 @@ pub enum ConfigError {
     },
 }
 
+/// Where a config's values came from, for messages: the file (its path and text), and the
+/// fields the command line set, each with its flag.
+#[derive(Debug, Default)]
+pub struct Origin<'a> {
+    pub file: Option<(&'a Path, &'a str)>,
+    pub flags: Vec<(&'static str, &'static str)>,
+}
+
+impl Origin<'_> {
+    /// Where `field` (`table.key`) was set: its flag, its line in the file, or the defaults.
+    fn of(&self, field: &str) -> String {
+        if let Some((_, flag)) = self.flags.iter().find(|(f, _)| *f == field) {
+            return format!("command line {flag}");
+        }
+        let Some((path, text)) = self.file else {
+            return "defaults".into();
+        };
+        let (table, key) = field.split_once('.').unwrap_or(("", field));
+        let mut current = String::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if let Some(header) = line.strip_prefix('[') {
+                current = header.trim_end_matches(']').trim().to_string();
+            } else if current == table
+                && let Some(rest) = line.strip_prefix(key)
+                && rest.trim_start().starts_with('=')
+            {
+                return format!("file {}, line {}", path.display(), n + 1);
+            }
+        }
+        format!("file {} (its default)", path.display())
+    }
+}
+
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let cfg = Config::read(path)?;
-        cfg.validate(&path.display().to_string())?;
+        let (cfg, text) = Config::read(path)?;
+        cfg.validate(&Origin {
+            file: Some((path, &text)),
+            flags: Vec::new(),
+        })?;
         Ok(cfg)
     }
 
     /// Read a config file without validating it (for values the command line still
-    /// overrides: validate after).
-    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+    /// overrides: validate after), and its text.
+    pub fn read(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -131,14 +170,14 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        Ok(cfg)
+        Ok((cfg, text))
     }
 
-    /// Check every value; `origin` names where the values came from in the message.
-    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+    /// Check every value; `origin` says where each came from in the message.
+    pub fn validate(&self, origin: &Origin<'_>) -> Result<(), ConfigError> {
         let bad = |field, message: String| {
             Err(ConfigError::Invalid {
-                origin: origin.to_string(),
+                origin: origin.of(field),
                 field,
                 message,
             })
@@ -370,6 +409,36 @@ mod tests {
             assert!(matches!(e, ConfigError::Invalid { .. }), "{text}: {e}");
             assert!(e.to_string().contains(field), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn range_errors_name_the_line_or_the_flag_that_set_the_value() {
+        let e = parse("[daemon]\nuri = \"test:///default\"\n\ninterval_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("prescient.toml, line 4") && e.contains("daemon.interval_seconds"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("command-line") && !e.contains("command line"),
+            "{e}"
+        );
+        let c = Config {
+            daemon: DaemonConfig {
+                interval_seconds: 0.0,
+                ..DaemonConfig::default()
+            },
+            ..Config::default()
+        };
+        let origin = Origin {
+            file: Some((Path::new("p.toml"), "[daemon]\ninterval_seconds = 5\n")),
+            flags: vec![("daemon.interval_seconds", "--interval")],
+        };
+        let e = c.validate(&origin).unwrap_err().to_string();
+        assert!(e.contains("command line --interval"), "{e}");
+        let e = c.validate(&Origin::default()).unwrap_err().to_string();
+        assert!(e.contains("defaults"), "{e}");
     }
 
     #[test]

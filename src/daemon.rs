@@ -96,7 +96,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let desk = crate::control::desk::load_notes(&db)?;
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
-    let backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
+    let mut backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
     let interval = Duration::from_secs_f64(cfg.daemon.interval_seconds);
     let save_every = (cfg.forecast.save_minutes * 60.0 / cfg.daemon.interval_seconds).ceil() as u64;
     let mut controller = Controller::new(Some(writer))
@@ -112,6 +112,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let policy_file = cfg.allocate.policy_file.clone();
     if let Some(path) = &policy_file {
         let rules = Rules::load(path)?;
+        rules.check_host(&backend.host()?.capacity)?;
         tracing::info!(file = %path.display(), "policy file read");
         controller.set_rules(rules);
     }
@@ -192,6 +193,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
         shared,
         status,
         desk,
+        unmet: Default::default(),
     };
     let restore = cfg.allocate.kind().is_some()
         && !cfg.actuate.dry_run
@@ -273,10 +275,12 @@ struct Publisher {
     /// What does not change between cycles, and the last cycle's figures.
     status: Status,
     desk: Desk,
+    /// The resources whose reservations did not fit in the last view (said once, on change).
+    unmet: crate::model::PerResource<bool>,
 }
 
 impl Publisher {
-    fn publish(&self, controller: &Controller, obs: Option<&Observation>) {
+    fn publish(&mut self, controller: &Controller, obs: Option<&Observation>) {
         let mut status = self.status.clone();
         status.at_unix_ms = crate::model::now_unix_ms();
         let view = View::build(
@@ -287,6 +291,24 @@ impl Publisher {
                 notes: &self.desk.notes,
             },
         );
+        let s = &view.status;
+        for r in crate::model::Resource::ALL {
+            let unmet = *s.reservations_unmet.get(r);
+            let capacity = s.host.as_ref().and_then(|h| *h.capacity.get(r));
+            if unmet && !self.unmet.get(r) {
+                tracing::warn!(
+                    resource = %r,
+                    reserved = s.reserved.get(r),
+                    capacity,
+                    "the tenants' reservations exceed what they may have: they cannot all be \
+                     honoured, the lowest classes' are squeezed (lower an override's minimum, \
+                     a class's reservation or the host reserve)"
+                );
+            } else if !unmet && *self.unmet.get(r) {
+                tracing::info!(resource = %r, "the tenants' reservations fit again");
+            }
+            *self.unmet.get_mut(r) = unmet;
+        }
         self.shared.publish(view);
     }
 }
@@ -388,8 +410,13 @@ fn wait(
             Err(mpsc::RecvTimeoutError::Timeout) => return true,
             Err(mpsc::RecvTimeoutError::Disconnected) | Ok(Command::Stop) => return false,
             Ok(Command::SetRules(rules)) => {
-                controller.set_rules(*rules);
-                tracing::info!("new rules in force from the next cycle");
+                match last.map(|o| rules.check_host(&o.host.capacity)) {
+                    Some(Err(e)) => tracing::error!("{e}; the rules in force stay"),
+                    _ => {
+                        controller.set_rules(*rules);
+                        tracing::info!("new rules in force from the next cycle");
+                    }
+                }
             }
             Ok(Command::Control(req)) => {
                 let now_ms = crate::model::now_unix_ms();

@@ -24,8 +24,23 @@ pub enum Binding {
     /// Held down at the most the domain can use (its vCPUs, its maximum memory): more would
     /// be allocated and never used.
     Size,
-    /// Held down by the shared capacity (λ > 0), or squeezed below its reservation.
+    /// Held down by the shared capacity (λ > 0), squeezed below its reservation, or held
+    /// to its static share of a host that cannot give every domain its size.
     Capacity,
+}
+
+/// What a policy started from for a tenant's amount of one resource, before its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The forecast of the coming interval.
+    Forecast,
+    /// No forecast (yet): the last usage with a margin, as `reactive` would ask.
+    Usage,
+    /// Nothing known of the tenant yet: its static share of the host (class weight × size).
+    Share,
+    /// The baseline policy's own rule on the usage it observed.
+    Rule,
 }
 
 /// Why a tenant got its amount of one resource, from a policy that solves for it.
@@ -40,6 +55,9 @@ pub struct Reason {
     pub lambda: f64,
     /// The tenant's learned sensitivity (1: as its class says).
     pub sensitivity: f64,
+    /// What the amount was computed from (None: not recorded, in older profiles).
+    #[serde(default)]
+    pub basis: Option<Basis>,
 }
 
 /// One tenant's amounts for the coming interval, in the pipeline's units (cores, KiB,

@@ -31,16 +31,26 @@ impl Daemon {
     }
 
     fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
-        Self::start_serving(dir, config, "off")
+        Self::start_with(dir, config, &["--policy", "static"])
+    }
+
+    /// A daemon with `args` (the policy's, or none) besides its config.
+    fn start_with(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Daemon {
+        Self::start_full(dir, config, args, "off")
     }
 
     /// With `/metrics` served over TCP at `metrics` (ADDR:PORT, or "off").
     fn start_serving(dir: tempfile::TempDir, config: &str, metrics: &str) -> Daemon {
+        Self::start_full(dir, config, &["--policy", "static"], metrics)
+    }
+
+    fn start_full(dir: tempfile::TempDir, config: &str, args: &[&str], metrics: &str) -> Daemon {
         let cfg = dir.path().join("prescient.toml");
         std::fs::write(&cfg, config).unwrap();
         let db = dir.path().join("profile.db");
         let child = common::daemon_with_metrics(Path::new(BIN), &db, metrics)
-            .args(["--policy", "static", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
@@ -809,4 +819,235 @@ fn the_daemon_listens_where_prescient_socket_says() {
     ok(&status);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// One raw HTTP/1.1 request with extra header lines; the whole head and the body.
+fn request_with(socket: &Path, method: &str, path: &str, headers: &str) -> (String, String) {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_negotiate_their_format_answer_head_and_pass_promtool() {
+    let d = Daemon::start("");
+    let sock = d.socket();
+    let (head, text) = request_with(&sock, "GET", "/metrics", "");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(
+        text.contains("# TYPE prescient_cycles_total counter"),
+        "{text}"
+    );
+    let (head, om) = request_with(
+        &sock,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    );
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    let (head, body) = request_with(&sock, "HEAD", "/metrics", "");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.is_empty(), "HEAD has no body: {body}");
+    // One naming style: the capped flag is one metric with a resource label.
+    assert!(text.contains("prescient_tenant_capped{"), "{text}");
+    assert!(!text.contains("prescient_tenant_capped_mem"), "{text}");
+    // Disk and network capacity are unknown on the test driver: the tenant is unthrottled,
+    // so its allocation has no sample (and the API says null).
+    assert!(
+        !text.contains("prescient_tenant_allocation_disk_bytes_per_second"),
+        "{text}"
+    );
+    let tenants: serde_json::Value =
+        serde_json::from_str(&request(&sock, "GET", "/v1/tenants", "").unwrap().1).unwrap();
+    assert!(tenants[0]["allocation"]["disk"].is_null(), "{tenants}");
+    assert!(tenants[0]["allocation"]["cpu"].is_number(), "{tenants}");
+    let table = ok(&d.cli(&["tenants"]));
+    assert!(
+        table.contains("unlimited") && !table.contains("0.00M"),
+        "{table}"
+    );
+    match Command::new("promtool").arg("--version").output() {
+        Err(_) => eprintln!(
+            "SKIPPED promtool check: promtool is not installed (Debian package prometheus)"
+        ),
+        Ok(_) => {
+            // promtool reads Prometheus' text format.
+            let mut check = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (check.stdin.take().unwrap())
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = check.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics:\n{}{}\n{text}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    d.stop();
+}
+
+#[test]
+fn overrides_the_domain_or_the_host_cannot_honour_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "").unwrap();
+    let policy_arg = policy.to_str().unwrap().to_string();
+    let d = Daemon::start_with(
+        dir,
+        "",
+        &["--policy", "static", "--policy-file", &policy_arg],
+    );
+    // More than the domain's vCPUs can use.
+    let out = d.cli(&["override", "set", "test", "--min", "cpu=20"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vCPUs") && err.contains("cpu"), "{err}");
+    // A resource given twice, a TTL beyond 30 days: refused by the command, naming the flag.
+    let out = d.cli(&[
+        "override", "set", "test", "--min", "cpu=1", "--min", "cpu=3",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--min cpu is given twice"),
+        "{err}"
+    );
+    let out = d.cli(&["override", "set", "test", "--class", "gold", "--ttl", "40d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--ttl") && err.contains("30 days"),
+        "{err}"
+    );
+    // The host keeps back all but one core: a minimum of 2 cannot fit.
+    std::fs::write(&policy, "[host.reserve]\ncpu_cores = 15\n").unwrap();
+    ok(&d.cli(&["policy", "reload"]));
+    let mut d = d;
+    let c = d.cli(&["status", "--json"]);
+    let cycles = json(&c)["cycles"].as_u64().unwrap();
+    d.wait_for_cycles(cycles + 1);
+    let out = d.cli(&["override", "set", "test", "--min", "cpu=2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot be honoured"),
+        "{err}"
+    );
+    ok(&d.cli(&["override", "set", "test", "--min", "cpu=0.5"]));
+    // A reserve raised later leaves 0.2 cores: the reservation no longer fits, and the
+    // daemon says so in status, the log and a metric.
+    std::fs::write(&policy, "[host.reserve]\ncpu_cores = 15.8\n").unwrap();
+    ok(&d.cli(&["policy", "reload"]));
+    let cycles = json(&d.cli(&["status", "--json"]))["cycles"]
+        .as_u64()
+        .unwrap();
+    d.wait_for_cycles(cycles + 2);
+    let status = ok(&d.cli(&["status"]));
+    assert!(
+        status.contains("WARNING") && status.contains("cpu reservations (0.50)"),
+        "{status}"
+    );
+    assert!(status.contains("cpu SHORT"), "{status}");
+    let (_, metrics) = request_with(&d.socket(), "GET", "/metrics", "");
+    assert!(
+        metrics.contains("prescient_reservations_unmet{resource=\"cpu\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        d.log().contains("reservations exceed what they may have"),
+        "{}",
+        d.log()
+    );
+    // A reserve of more than the host has is refused, and the rules in force stay.
+    std::fs::write(&policy, "[host.reserve]\ncpu_cores = 1e12\n").unwrap();
+    let out = d.cli(&["policy", "reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("host.reserve cpu"),
+        "{err}"
+    );
+    // The baseline explains what bound it.
+    let text = ok(&d.cli(&["explain", "test"]));
+    assert!(
+        text.contains("its static share of the host")
+            && text.contains("held down by the host's capacity")
+            && !text.contains("no reasons"),
+        "{text}"
+    );
+    let status = ok(&d.cli(&["status"]));
+    assert!(
+        status.contains("capacity:") && !status.contains("room to spare"),
+        "{status}"
+    );
+    d.stop();
+}
+
+#[test]
+fn without_a_policy_overrides_are_refused_as_pause_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = Daemon::start_with(dir, "", &[]);
+    let out = d.cli(&["override", "set", "test", "--class", "gold"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no allocation policy"),
+        "{err}"
+    );
+    assert!(
+        json(&d.cli(&["override", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    d.stop();
+}
+
+#[test]
+fn a_host_reserve_beyond_the_host_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[host.reserve]\ncpu_cores = 1e12\n").unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = common::daemon(Path::new(BIN), &dir.path().join("profile.db"))
+        .args(["--policy", "static", "--policy-file"])
+        .arg(&policy)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.is_some_and(|s| !s.success()), "it ran on:\n{err}");
+    assert!(
+        err.contains("host.reserve cpu") && err.contains("line 2"),
+        "{err}"
+    );
 }

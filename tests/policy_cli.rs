@@ -140,3 +140,25 @@ fn a_policy_file_changes_what_the_replay_allocates() {
     assert!(free["setup"]["policy_file"].is_null());
     assert_eq!(held["setup"]["policy_file"], tight.as_str());
 }
+
+#[test]
+fn validate_refuses_a_reserve_beyond_this_host_and_names_the_first_foreign_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "huge.toml",
+        "[host.reserve]\ncpu_cores = 1e12\n",
+    );
+    let out = prescient(&["policy", "validate", &f]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("huge.toml, line 2") && err.contains("host.reserve cpu"),
+        "{err}"
+    );
+    let config = root().join("policies/prescient.toml");
+    let out = prescient(&["policy", "validate", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("line 4") && err.contains("[daemon]"), "{err}");
+}

@@ -12,7 +12,7 @@ pub mod solve;
 use crate::collect::{Observation, TenantStats};
 use crate::forecast::stage::ForecastStage;
 use crate::model::{PerResource, Resource};
-use crate::plan::{Allocation, TenantAllocation};
+use crate::plan::{Allocation, Basis, Binding, Reason, TenantAllocation};
 use rules::Rules;
 use std::sync::Arc;
 
@@ -150,7 +150,8 @@ pub fn fit_priority(requests: &mut [f64], weights: &[f64], capacity: f64) {
 /// reservation and limit; then, for each resource with a known capacity (less the host's
 /// reserve), the reservations are given first and what the requests ask beyond them is
 /// fitted into the rest with `fit` ([`fit_weighted`] or [`fit_priority`]). When even the
-/// reservations do not fit, they are squeezed, the lowest weight first.
+/// reservations do not fit, they are squeezed, the lowest weight first. Each amount comes
+/// with the constraint that bound it (its basis: the policy's rule).
 pub fn fit_to_host(
     obs: &Observation,
     rules: &Rules,
@@ -162,17 +163,21 @@ pub fn fit_to_host(
         .iter()
         .map(|t| rules.weight(t.policy.class))
         .collect();
+    let mut reasons = vec![PerResource::<Reason>::default(); obs.tenants.len()];
     for r in Resource::ALL {
         let bounds: Vec<(f64, f64)> = obs.tenants.iter().map(|t| rules.bounds(t, r)).collect();
-        let mut col: Vec<f64> = requests
-            .iter()
-            .zip(&bounds)
-            .map(|(q, &(lo, hi))| {
+        let raw: Vec<f64> = (requests.iter())
+            .map(|q| {
                 let v = *q.get(r);
-                (if v.is_finite() { v.max(0.0) } else { 0.0 }).clamp(lo, hi)
+                if v.is_finite() { v.max(0.0) } else { 0.0 }
             })
             .collect();
-        if let Some(c) = rules.capacity(&obs.host, r) {
+        let clamped: Vec<f64> = (raw.iter().zip(&bounds))
+            .map(|(v, &(lo, hi))| v.clamp(lo, hi))
+            .collect();
+        let mut col = clamped.clone();
+        let capacity = rules.capacity(&obs.host, r);
+        if let Some(c) = capacity {
             let mut lows: Vec<f64> = bounds.iter().map(|b| b.0).collect();
             let reserved: f64 = lows.iter().sum();
             if reserved >= c {
@@ -184,19 +189,35 @@ pub fn fit_to_host(
                 col = lows.iter().zip(above).map(|(lo, a)| lo + a).collect();
             }
         }
+        for (i, x) in col.iter().enumerate() {
+            let ((lo, hi), want) = (bounds[i], raw[i]);
+            let below = |v: f64| *x < v * (1.0 - 1e-9);
+            let binding = if below(lo) || (capacity.is_some() && below(clamped[i])) {
+                Binding::Capacity
+            } else if lo > 0.0 && want <= lo && !below(lo) && *x <= lo * (1.0 + 1e-9) {
+                Binding::Reservation
+            } else if hi.is_finite() && want >= hi && !below(hi) {
+                Binding::Limit
+            } else {
+                Binding::None
+            };
+            *reasons[i].get_mut(r) = Reason {
+                binding,
+                sensitivity: 1.0,
+                basis: Some(Basis::Rule),
+                ..Reason::default()
+            };
+        }
         for (q, v) in requests.iter_mut().zip(col) {
             *q.get_mut(r) = v;
         }
     }
     Allocation {
-        tenants: obs
-            .tenants
-            .iter()
-            .zip(requests)
-            .map(|(t, amounts)| TenantAllocation {
+        tenants: (obs.tenants.iter().zip(requests).zip(reasons))
+            .map(|((t, amounts), why)| TenantAllocation {
                 uuid: Arc::clone(&t.id.uuid),
                 amounts,
-                reasons: None,
+                reasons: Some(why),
             })
             .collect(),
     }
@@ -269,6 +290,56 @@ mod tests {
         .unwrap();
         let a = fit_to_host(&obs, &rules, requests(&[1.0, 1.0, 1.0]), fit_weighted);
         assert_eq!(cpu(&a), [6.0, 0.0, 4.0]);
+    }
+
+    /// Seven domains of 2 vCPUs on 4 CPUs, nothing known of them yet: every policy says
+    /// capacity bound them (their static share is below their size), and from what.
+    #[test]
+    fn a_squeeze_to_the_static_share_is_reported_as_capacity_by_every_policy() {
+        use crate::allocate::kind::PolicyKind;
+        use crate::plan::{Basis, Binding};
+        let mut obs = host_of(4.0, &[Class::Silver; 7]);
+        obs.tenants[0].policy.class = Class::Gold;
+        for t in &mut obs.tenants {
+            t.vcpus = 2;
+            t.size_is_limit = true;
+            t.usage.cpu = None;
+        }
+        let rules = Rules::default();
+        for name in ["static", "reactive", "vpa", "nsigma", "prescient"] {
+            let kind: PolicyKind = name.parse().unwrap();
+            let (mut policy, _) = kind.build(None, Default::default()).unwrap();
+            let a = policy.decide(&Inputs {
+                obs: &obs,
+                forecasts: None,
+                rules: &rules,
+                lead_s: PerResource::default(),
+            });
+            let x = cpu(&a);
+            assert!((x.iter().sum::<f64>() - 4.0).abs() < 1e-6, "{name}: {x:?}");
+            for t in &a.tenants {
+                let why = t.reasons.expect("every policy gives reasons").cpu;
+                assert_eq!(why.binding, Binding::Capacity, "{name}: {x:?}");
+                assert_eq!(why.basis, Some(Basis::Share), "{name}");
+            }
+        }
+        // Room to spare: a gold tenant held at its metadata limit says so, a baseline
+        // included, even where it asks exactly its limit.
+        let mut obs = host_of(16.0, &[Class::Gold, Class::Bronze]);
+        obs.tenants[0].policy.limit.cpu = Some(1.2);
+        for name in ["reactive", "prescient"] {
+            let kind: PolicyKind = name.parse().unwrap();
+            let (mut policy, _) = kind.build(None, Default::default()).unwrap();
+            let a = policy.decide(&Inputs {
+                obs: &obs,
+                forecasts: None,
+                rules: &rules,
+                lead_s: PerResource::default(),
+            });
+            let why = a.tenants[0].reasons.unwrap().cpu;
+            assert_eq!(why.binding, Binding::Limit, "{name}: {:?}", cpu(&a));
+            assert_eq!(a.tenants[1].reasons.unwrap().cpu.binding, Binding::None);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! so that every policy obeys them through [`super::rules::Rules::bounds`] and the capacity
 //! they leave is shared among the others by the same solve.
 
+use super::rules::Rules;
 use crate::collect::{Observation, TenantStats};
 use crate::model::{Amounts, Class, Resource};
 use crate::plan::Allocation;
@@ -17,6 +18,15 @@ use std::sync::Arc;
 
 /// The longest an override may be set for (30 days); without a time it holds until cleared.
 pub const MAX_TTL_S: f64 = 30.0 * 86_400.0;
+
+/// An amount of `r` in the pipeline's units, in the operator's (cores, MiB, bytes/s).
+fn show(r: Resource, v: f64) -> String {
+    match r {
+        Resource::Cpu => format!("{v:.2} cores"),
+        Resource::Mem => format!("{:.0} MiB", v / 1024.0),
+        Resource::Disk | Resource::Net => format!("{v:.0} bytes/s"),
+    }
+}
 
 /// One tenant's override, amounts in the pipeline's units (cores, KiB, bytes/s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +65,32 @@ pub enum OverrideError {
     },
     #[error("ttl: {0} s is not between 1 s and 30 days")]
     Ttl(f64),
+    #[error(
+        "the minimum {r} {} is more than the domain can ever use ({}: its {}); \
+         give at most that",
+        show(*resource, *min), show(*resource, *size),
+        if *resource == Resource::Cpu { "vCPUs" } else { "maximum memory" },
+        r = resource
+    )]
+    BeyondSize {
+        resource: Resource,
+        min: f64,
+        size: f64,
+    },
+    #[error(
+        "its {r} reservation of {} cannot be honoured: with it the tenants' {r} \
+         reservations would add up to {}, more than they may have in all ({}, the host's \
+         capacity less its reserve); ask less, or lower another tenant's minimum \
+         (`prescient override list`) or a class's reservation",
+        show(*resource, *min), show(*resource, *reserved), show(*resource, *capacity),
+        r = resource
+    )]
+    BeyondCapacity {
+        resource: Resource,
+        min: f64,
+        reserved: f64,
+        capacity: f64,
+    },
     #[error("an override must set a class, a minimum, a maximum or a freeze")]
     Empty,
 }
@@ -150,6 +186,56 @@ impl Overrides {
             }
         }
         self.by_uuid.insert(o.uuid.clone(), o);
+        Ok(())
+    }
+
+    /// Whether `o`, set beside the overrides in force, can be honoured on the host of `obs`
+    /// under `rules`: each minimum no more than the domain can use, and, where `o` raises
+    /// the tenants' reservations of a resource (a minimum, or a class with a reservation),
+    /// all of them together within what the tenants may have of it.
+    pub fn check_fits(
+        &self,
+        o: &Override,
+        obs: &Observation,
+        rules: &Rules,
+    ) -> Result<(), OverrideError> {
+        let reserved = |set: &Overrides, r: Resource| -> (f64, f64) {
+            let mut obs = obs.clone();
+            set.apply(&mut obs);
+            let lo = |t: &TenantStats| rules.bounds(t, r).0;
+            let mine = (obs.tenants.iter())
+                .find(|t| t.id.uuid == o.uuid)
+                .map_or(0.0, lo);
+            (obs.tenants.iter().map(lo).sum(), mine)
+        };
+        let mut next = self.clone();
+        next.by_uuid.insert(o.uuid.clone(), o.clone());
+        for r in Resource::ALL {
+            let size = (obs.tenants.iter())
+                .find(|t| t.id.uuid == o.uuid)
+                .and_then(|t| t.most(r));
+            if let (Some(min), Some(size)) = (*o.min.get(r), size)
+                && min > size
+            {
+                return Err(OverrideError::BeyondSize {
+                    resource: r,
+                    min,
+                    size,
+                });
+            }
+            let Some(capacity) = rules.capacity(&obs.host, r) else {
+                continue;
+            };
+            let (after, min) = reserved(&next, r);
+            if after > capacity * (1.0 + 1e-9) && after > reserved(self, r).0 * (1.0 + 1e-9) {
+                return Err(OverrideError::BeyondCapacity {
+                    resource: r,
+                    min,
+                    reserved: after,
+                    capacity,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -295,6 +381,46 @@ mod tests {
         let p = &obs.tenants[0].policy;
         assert_eq!((p.guarantee.cpu, p.limit.cpu), (Some(1.5), Some(1.5)));
         assert_eq!((p.guarantee.net, p.limit.net), (Some(7.0), Some(7.0)));
+    }
+
+    #[test]
+    fn a_minimum_the_domain_or_the_host_cannot_honour_is_refused() {
+        let mut obs = crate::allocate::tests::host_of(4.0, &[Class::Gold; 7]);
+        for t in &mut obs.tenants {
+            t.vcpus = 2;
+            t.size_is_limit = true;
+        }
+        let rules = Rules::default();
+        let mut set = Overrides::default();
+        let min = |uuid: &str, cpu: f64| {
+            let mut o = ov(uuid);
+            o.min.cpu = Some(cpu);
+            o
+        };
+        // More than its 2 vCPUs can use.
+        let e = set.check_fits(&min("u0", 20.0), &obs, &rules).unwrap_err();
+        assert!(matches!(e, OverrideError::BeyondSize { .. }), "{e}");
+        assert!(e.to_string().contains("vCPUs"), "{e}");
+        // Two minimums of 2 fill the 4 CPUs; a third is refused, naming the sums.
+        for u in ["u0", "u1"] {
+            set.check_fits(&min(u, 2.0), &obs, &rules).unwrap();
+            set.set(min(u, 2.0), None).unwrap();
+        }
+        let e = set.check_fits(&min("u2", 2.0), &obs, &rules).unwrap_err();
+        assert!(matches!(e, OverrideError::BeyondCapacity { .. }), "{e}");
+        assert!(
+            e.to_string().contains("6.00 cores") && e.to_string().contains("4.00 cores"),
+            "{e}"
+        );
+        // Replacing a tenant's own minimum counts it once.
+        set.check_fits(&min("u1", 1.5), &obs, &rules).unwrap();
+        // A class whose reservation does not fit beside them is refused as well.
+        let rules =
+            Rules::parse("[classes.silver]\nreservation = { cpu_cores = 1 }\n", "p").unwrap();
+        let mut silver = ov("u3");
+        silver.class = Some(Class::Silver);
+        let e = set.check_fits(&silver, &obs, &rules).unwrap_err();
+        assert!(e.to_string().contains("reservation of 1.00 cores"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::solve::{Demand, Item, solve};
 use super::{Inputs, Policy, static_shares};
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
-use crate::plan::{Allocation, Binding, Reason, TenantAllocation};
+use crate::plan::{Allocation, Basis, Binding, Reason, TenantAllocation};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -129,6 +129,18 @@ impl Learned {
     }
 }
 
+/// What the solve's binding is read against, for one tenant and resource.
+struct Known {
+    /// The forecast's p50 and p95 used (None: there was none).
+    step: Option<(f64, f64)>,
+    basis: Basis,
+    /// The domain's size where it bounds the allocation below its limit.
+    size: Option<f64>,
+    /// The domain's size where the host enforces it.
+    domain: Option<f64>,
+    limit: f64,
+}
+
 /// Step of the sensitivity's update.
 const ETA: f64 = 0.1;
 /// Bounds of the sensitivity.
@@ -236,7 +248,7 @@ impl Policy for Prescient {
             let cost = self.ledger[r.index()].cost(self.cost);
             let reservations: Vec<f64> =
                 (obs.tenants.iter()).map(|t| rules.bounds(t, r).0).collect();
-            let (items, steps): (Vec<Item>, Vec<_>) = obs
+            let (items, known): (Vec<Item>, Vec<Known>) = obs
                 .tenants
                 .iter()
                 .zip(&shares)
@@ -266,13 +278,15 @@ impl Policy for Prescient {
                         }
                         Some(q)
                     });
-                    let demand = match step {
-                        Some([p50, p90, p95, p99]) => Demand::from_quantiles(p50, p90, p95, p99),
-                        None => Demand::certain(
-                            t.usage
-                                .get(r)
-                                .map_or(share, |u| u * (1.0 + Reactive::DEFAULT_MARGIN)),
+                    let (demand, basis) = match (step, t.usage.get(r)) {
+                        (Some([p50, p90, p95, p99]), _) => {
+                            (Demand::from_quantiles(p50, p90, p95, p99), Basis::Forecast)
+                        }
+                        (None, Some(u)) => (
+                            Demand::certain(u * (1.0 + Reactive::DEFAULT_MARGIN)),
+                            Basis::Usage,
                         ),
+                        (None, None) => (Demand::certain(share), Basis::Share),
                     };
                     let last = l.allocation[r.index()];
                     if *t.capped.get(r) && last.is_finite() {
@@ -292,33 +306,53 @@ impl Policy for Prescient {
                         lo: lo.min(hi),
                         hi,
                     };
-                    (item, (step.map(|q| (q[0], q[2])), size))
+                    let k = Known {
+                        step: step.map(|q| (q[0], q[2])),
+                        basis,
+                        size,
+                        domain: t.most(r),
+                        limit,
+                    };
+                    (item, k)
                 })
                 .unzip();
             let s = solve(&items, capacity, cost);
             self.prices[r.index()] = s.lambda;
-            let why = reasons.iter_mut().zip(&steps).zip(&s.binding);
-            for ((((a, x), l), ((why, step), &binding)), &reserved) in (amounts.iter_mut())
+            let why = reasons.iter_mut().zip(&known).zip(&s.binding);
+            for ((((a, x), l), ((why, k), &binding)), &reserved) in (amounts.iter_mut())
                 .zip(s.x)
                 .zip(learned.iter_mut())
                 .zip(why)
                 .zip(&reservations)
             {
-                // Held above what the operator reserved: the policy's own floor or probe.
-                let (step, size) = step;
+                let below = |v: f64| x < v * (1.0 - 1e-9);
                 let binding = match binding {
+                    // Squeezed below what the operator reserved: the reservations do not fit.
+                    _ if below(reserved) => Binding::Capacity,
+                    // Held above what the operator reserved: the policy's own floor or probe.
                     Binding::Reservation if x > reserved + 1e-9 * x.abs().max(1.0) => {
                         Binding::Floor
                     }
-                    Binding::Limit if size.is_some_and(|m| x >= m * (1.0 - 1e-9)) => Binding::Size,
+                    Binding::Limit if k.size.is_some_and(|m| !below(m)) => Binding::Size,
+                    // Held at the capacity itself, not at a limit of its own.
+                    Binding::Limit if below(k.limit) => Binding::Capacity,
+                    // Its static share of a host that cannot give each domain its size.
+                    Binding::None
+                        if k.basis == Basis::Share
+                            && capacity.is_some()
+                            && k.domain.is_some_and(below) =>
+                    {
+                        Binding::Capacity
+                    }
                     b => b,
                 };
                 *why.get_mut(r) = Reason {
-                    forecast_p50: step.map(|q| q.0),
-                    forecast_p95: step.map(|q| q.1),
+                    forecast_p50: k.step.map(|q| q.0),
+                    forecast_p95: k.step.map(|q| q.1),
                     binding,
                     lambda: s.lambda,
                     sensitivity: l.sensitivity[r.index()],
+                    basis: Some(k.basis),
                 };
                 *a.get_mut(r) = x;
                 l.before[r.index()] = l.allocation[r.index()];

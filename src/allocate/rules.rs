@@ -21,6 +21,20 @@ pub struct Rules {
     pub host_reserve: Amounts,
     /// Gold, silver, bronze.
     pub classes: [ClassRules; 3],
+    /// Where the file gives the host reserve: its name and, per resource, the line.
+    #[serde(skip)]
+    reserve_at: Place,
+}
+
+/// Where a policy file gives the host reserve: the file's name and, per resource, the line.
+/// Not part of the rules: two rules that say the same are equal wherever they were read.
+#[derive(Debug, Clone, Default)]
+struct Place(String, PerResource<Option<usize>>);
+
+impl PartialEq for Place {
+    fn eq(&self, _: &Place) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,6 +68,7 @@ impl Default for Rules {
         };
         Rules {
             host_reserve: Amounts::default(),
+            reserve_at: Default::default(),
             classes: [
                 class(Class::Gold),
                 class(Class::Silver),
@@ -80,6 +95,19 @@ pub enum RulesError {
         field: String,
         message: String,
     },
+    #[error(
+        "policy file {origin}{}: host.reserve {resource} = {reserve} is not below what the \
+         host has ({total}): the tenants would get nothing; keep back less",
+        line.map(|l| format!(", line {l}")).unwrap_or_default()
+    )]
+    ReserveBeyondHost {
+        origin: String,
+        line: Option<usize>,
+        resource: Resource,
+        /// Both in the operator's units, with the unit.
+        reserve: String,
+        total: String,
+    },
 }
 
 impl Rules {
@@ -94,13 +122,38 @@ impl Rules {
 
     /// Parse and check the text of a policy file; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Rules, RulesError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| RulesError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            // The parser meets tables in name order, not the file's: say the first one.
+            match first_foreign_table(text) {
+                Some((line, name)) => RulesError::Invalid {
+                    origin: origin.to_string(),
+                    line,
+                    field: format!("[{name}]"),
+                    message: "is not a policy file's table: a policy file has [host.reserve] \
+                              and [classes.gold|silver|bronze] (policies/default.toml); the \
+                              daemon's config file (prescient.toml) is read by `prescient \
+                              daemon --config`"
+                        .into(),
+                },
+                None => RulesError::Parse {
+                    origin: origin.to_string(),
+                    message: e.to_string().trim_end().to_string(),
+                },
+            }
         })?;
         let check = Check { text, origin };
+        let line = |r| raw.host.reserve.given(r).map(|v| check.line(v));
         let mut rules = Rules {
             host_reserve: check.amounts("host.reserve", &raw.host.reserve)?,
+            reserve_at: Place(
+                origin.to_string(),
+                PerResource {
+                    cpu: line(Resource::Cpu),
+                    mem: line(Resource::Mem),
+                    disk: line(Resource::Disk),
+                    net: line(Resource::Net),
+                },
+            ),
             ..Rules::default()
         };
         for (rules, raw) in rules.classes.iter_mut().zip([
@@ -128,6 +181,31 @@ impl Rules {
         host.capacity.get(r).map(|c| (c - reserve).max(0.0))
     }
 
+    /// Check the host reserve against what the host has (`total` per resource, in the
+    /// pipeline's units; None: unknown): keeping back all of it, or more, would leave the
+    /// tenants nothing.
+    pub fn check_host(&self, total: &PerResource<Option<f64>>) -> Result<(), RulesError> {
+        for r in Resource::ALL {
+            if let (Some(reserve), Some(total)) = (*self.host_reserve.get(r), *total.get(r))
+                && reserve >= total
+            {
+                let show = |v: f64| match r {
+                    Resource::Cpu => format!("{v} cores"),
+                    Resource::Mem => format!("{} MiB", v / 1024.0),
+                    Resource::Disk | Resource::Net => format!("{v} bytes/s"),
+                };
+                return Err(RulesError::ReserveBeyondHost {
+                    origin: self.reserve_at.0.clone(),
+                    line: *self.reserve_at.1.get(r),
+                    resource: r,
+                    reserve: show(reserve),
+                    total: show(total),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A tenant's bounds for resource `r`: its metadata's guarantee and limit where it
     /// declares them, else its class's reservation and limit (0 and +∞ by default). A
     /// reservation above the limit is held at the limit.
@@ -147,6 +225,27 @@ impl Rules {
             .unwrap_or(0.0);
         (lo.min(hi), hi)
     }
+}
+
+/// The first top-level table or key of `text` a policy file does not have, and its line.
+fn first_foreign_table(text: &str) -> Option<(usize, String)> {
+    let mut in_table = false;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let name = if let Some(h) = line.strip_prefix('[') {
+            in_table = true;
+            h.trim_start_matches('[').split(['.', ']']).next()?.trim()
+        } else if !in_table && !line.starts_with('#') && line.contains('=') {
+            line.split(['=', '.']).next()?.trim()
+        } else {
+            continue;
+        };
+        let name = name.trim_matches('"');
+        if !name.is_empty() && name != "host" && name != "classes" {
+            return Some((n + 1, name.to_string()));
+        }
+    }
+    None
 }
 
 /// A policy file as written, every number with its place in the file.
@@ -219,11 +318,16 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn fail<T>(&self, at: &Spanned<f64>, field: String, message: String) -> Result<T, RulesError> {
+    /// The line (from 1) a value is given on.
+    fn line(&self, at: &Spanned<f64>) -> usize {
         let start = at.span().start.min(self.text.len());
+        self.text[..start].matches('\n').count() + 1
+    }
+
+    fn fail<T>(&self, at: &Spanned<f64>, field: String, message: String) -> Result<T, RulesError> {
         Err(RulesError::Invalid {
             origin: self.origin.to_string(),
-            line: self.text[..start].matches('\n').count() + 1,
+            line: self.line(at),
             field,
             message,
         })
@@ -287,7 +391,13 @@ impl Check<'_> {
         {
             if let Some(v) = v {
                 let f = format!("{name}.target.{r}");
-                let q = self.number(f, v, (0.0, 0.9999, true), "a quantile in 0 … 0.9999")?;
+                let q = self.number(
+                    f,
+                    v,
+                    (0.0, 0.9999, true),
+                    "a quantile above 0 and at most 0.9999 (a target of 0 would provision \
+                     nothing; e.g. 0.9 provisions the forecast's p90)",
+                )?;
                 *rules.target.get_mut(r) = Some(q);
             }
         }
@@ -384,6 +494,41 @@ mod tests {
             e.contains("line 2") && e.contains("disk_bytes_per_s"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_first_foreign_table_is_named_and_a_zero_target_says_why() {
+        let e = err(include_str!("../../policies/prescient.toml"));
+        assert!(e.contains("line 4") && e.contains("[daemon]"), "{e}");
+        assert!(e.contains("daemon --config"), "{e}");
+        let e = err("[classes.gold]\ntarget = { cpu = 0 }\n");
+        assert!(
+            e.contains("line 2") && e.contains("above 0") && e.contains("provision nothing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_host_reserve_of_all_the_host_has_is_refused_with_its_line() {
+        let rules = Rules::parse("[host.reserve]\n\ncpu_cores = 1e12\n", "p.toml").unwrap();
+        let total = PerResource {
+            cpu: Some(4.0),
+            mem: Some(8e6),
+            disk: None,
+            net: None,
+        };
+        let e = rules.check_host(&total).unwrap_err().to_string();
+        assert!(
+            e.contains("p.toml, line 3") && e.contains("cpu") && e.contains("4 cores"),
+            "{e}"
+        );
+        let rules = Rules::parse("[host.reserve]\ncpu_cores = 4\n", "p.toml").unwrap();
+        assert!(rules.check_host(&total).is_err());
+        let rules = Rules::parse("[host.reserve]\ncpu_cores = 1\nmem_mib = 1024\n", "p").unwrap();
+        assert!(rules.check_host(&total).is_ok());
+        // Unknown capacities (disk, net) are not checked.
+        let rules = Rules::parse("[host.reserve]\nnet_bytes_per_s = 1e18\n", "p").unwrap();
+        assert!(rules.check_host(&total).is_ok());
     }
 
     #[test]

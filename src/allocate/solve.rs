@@ -181,9 +181,10 @@ pub fn solve(items: &[Item], capacity: Option<f64>, cost: f64) -> Solution {
             .zip(x)
             .map(|(it, &x)| {
                 let free = wanted(it, cost + lambda);
-                if x <= it.lo && free < it.lo {
+                // At a bound it would not leave (it wants as much or beyond): held there.
+                if x <= it.lo && (free < it.lo || (free == it.lo && it.lo > 0.0)) {
                     Binding::Reservation
-                } else if x >= it.hi && free > it.hi {
+                } else if x >= it.hi && free >= it.hi && it.hi.is_finite() {
                     Binding::Limit
                 } else if lambda > 0.0 && x < at_price(it, cost) * (1.0 - 1e-12) {
                     Binding::Capacity

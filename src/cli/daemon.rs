@@ -61,22 +61,32 @@ pub struct DaemonArgs {
 /// `socket`: `--socket` (the daemon's, else the one given before the subcommand), else
 /// `$PRESCIENT_SOCKET`, overriding [control] socket.
 pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
-    let socket = socket.or_else(|| std::env::var_os("PRESCIENT_SOCKET").map(PathBuf::from));
-    let (mut cfg, origin) = match &a.config {
-        Some(path) => (Config::read(path)?, path.display().to_string()),
-        None => (Config::default(), "defaults".to_string()),
+    let socket = (a.socket.clone().or(socket))
+        .or_else(|| std::env::var_os("PRESCIENT_SOCKET").map(PathBuf::from));
+    let (mut cfg, text) = match &a.config {
+        Some(path) => {
+            let (cfg, text) = Config::read(path)?;
+            (cfg, Some(text))
+        }
+        None => (Config::default(), None),
     };
+    // The fields the command line sets, with their flags (named in a refusal).
+    let mut flags = Vec::new();
     if let Some(uri) = a.uri {
         cfg.daemon.uri = uri;
+        flags.push(("daemon.uri", "--uri"));
     }
     if let Some(db) = a.db {
         cfg.profile.path = db;
+        flags.push(("profile.path", "--db"));
     }
     if let Some(p) = a.policy {
         cfg.allocate.policy = Some(p);
+        flags.push(("allocate.policy", "--policy"));
     }
     if let Some(k) = a.knob {
         cfg.allocate.knob = Some(k);
+        flags.push(("allocate.knob", "--knob"));
     }
     if let Some(f) = a.policy_file {
         cfg.allocate.policy_file = Some(f);
@@ -86,14 +96,20 @@ pub fn run(a: DaemonArgs, socket: Option<PathBuf>) -> super::CliResult {
     }
     if let Some(s) = socket {
         cfg.control.socket = s;
+        flags.push(("control.socket", "--socket"));
     }
     if let Some(m) = a.metrics {
         cfg.control.metrics_listen = m;
+        flags.push(("control.metrics_listen", "--metrics"));
     }
     if let Some(i) = a.interval {
         cfg.daemon.interval_seconds = i;
+        flags.push(("daemon.interval_seconds", "--interval"));
     }
-    cfg.validate(&format!("{origin} with command-line overrides"))?;
+    cfg.validate(&crate::config::Origin {
+        file: a.config.as_deref().zip(text.as_deref()),
+        flags,
+    })?;
     crate::daemon::run(
         cfg,
         crate::daemon::Options {

@@ -6,7 +6,8 @@ use super::collect::{cell, pad, utc};
 use crate::allocate::overrides::Override;
 use crate::control::action::{IntentSpec, OverrideSpec, Quantities, percent_encode};
 use crate::control::view::{Explain, IntentView, Status, TenantView};
-use crate::model::{Class, Resource};
+use crate::model::{Class, PerResource, Resource};
+use crate::plan::{Basis, Binding, Reason};
 use clap::{Args, Subcommand};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -58,8 +59,9 @@ pub enum OverrideCommand {
         /// Hold every amount where it is now.
         #[arg(long)]
         freeze: bool,
-        /// Expire after this long (e.g. 30m, 2h, 1d); without it, until cleared.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        /// Expire after this long (e.g. 30m, 2h, 1d; 1 s to 30 days); without it, until
+        /// cleared.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: Option<f64>,
         #[command(flatten)]
         report: ReportArgs,
@@ -194,6 +196,15 @@ fn parse_duration(s: &str) -> Result<f64, String> {
         .map_err(|e| format!("{s:?}: {e} (e.g. 90s, 30m, 2h)"))
 }
 
+/// An override's time to live: a duration of 1 s to 30 days.
+fn parse_ttl(s: &str) -> Result<f64, String> {
+    let ttl = parse_duration(s)?;
+    if !(1.0..=crate::allocate::overrides::MAX_TTL_S).contains(&ttl) {
+        return Err(format!("{s:?} is not between 1s and 30 days"));
+    }
+    Ok(ttl)
+}
+
 /// A start time: `now`, `+DURATION`, RFC 3339, or Unix seconds.
 fn parse_start(s: &str, now_s: i64) -> Result<i64, String> {
     let s = s.trim();
@@ -217,17 +228,23 @@ fn parse_start(s: &str, now_s: i64) -> Result<i64, String> {
         })
 }
 
-fn quantities(list: &[(Resource, f64)]) -> Quantities {
+/// The amounts of a repeatable `--FLAG RESOURCE=VALUE`; a resource given twice is refused.
+fn quantities(flag: &str, list: &[(Resource, f64)]) -> Result<Quantities, String> {
     let mut q = Quantities::default();
     for (r, v) in list {
-        match r {
-            Resource::Cpu => q.cpu_cores = Some(*v),
-            Resource::Mem => q.mem_mib = Some(*v),
-            Resource::Disk => q.disk_bytes_per_s = Some(*v),
-            Resource::Net => q.net_bytes_per_s = Some(*v),
+        let slot = match r {
+            Resource::Cpu => &mut q.cpu_cores,
+            Resource::Mem => &mut q.mem_mib,
+            Resource::Disk => &mut q.disk_bytes_per_s,
+            Resource::Net => &mut q.net_bytes_per_s,
+        };
+        if let Some(was) = slot.replace(*v) {
+            return Err(format!(
+                "{flag} {r} is given twice ({r}={was} and {r}={v}): give it once"
+            ));
         }
     }
-    q
+    Ok(q)
 }
 
 /// A value in the pipeline's unit of `r`, for people.
@@ -240,6 +257,15 @@ pub fn show(r: Resource, v: Option<f64>) -> String {
             Resource::Mem => format!("{:.0}Mi", v / 1024.0),
             Resource::Disk | Resource::Net => format!("{:.2}M", v / 1e6),
         },
+    }
+}
+
+/// An allocation as it is enforced: `unlimited` where None (no known capacity, no limit).
+fn show_allocation(r: Resource, a: Option<&PerResource<Option<f64>>>) -> String {
+    match a.map(|a| *a.get(r)) {
+        None => "-".into(),
+        Some(None) => "unlimited".into(),
+        Some(v) => show(r, v),
     }
 }
 
@@ -319,12 +345,37 @@ fn render_status(s: &Status) -> String {
             show(Resource::Net, h.capacity.net),
         );
     }
-    if let Some(p) = &s.shadow_prices {
-        let _ = writeln!(
-            o,
-            "price λ:     cpu {:.3}, mem {:.3}, disk {:.3}, net {:.3} (0: room to spare)",
-            p.cpu, p.mem, p.disk, p.net
-        );
+    if let (Some(short), Some(h)) = (&s.capacity_short, &s.host) {
+        let cells: Vec<String> = (Resource::ALL.iter())
+            .map(|&r| {
+                let state = if h.capacity.get(r).is_none() {
+                    "unknown (held only at limits)"
+                } else if *short.get(r) {
+                    "SHORT"
+                } else {
+                    "ample"
+                };
+                match &s.shadow_prices {
+                    Some(p) if h.capacity.get(r).is_some() && *p.get(r) > 0.0 => {
+                        format!("{r} {state} (λ {:.3})", p.get(r))
+                    }
+                    _ => format!("{r} {state}"),
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "capacity:    {}", cells.join(", "));
+    }
+    for r in Resource::ALL {
+        if *s.reservations_unmet.get(r) {
+            let _ = writeln!(
+                o,
+                "WARNING:     the {r} reservations ({}) exceed what the tenants may have ({}): \
+                 the lowest classes' are squeezed; lower a minimum (`prescient override \
+                 list`), a class's reservation or the host reserve",
+                show(r, Some(*s.reserved.get(r))),
+                show(r, s.host.as_ref().and_then(|h| *h.capacity.get(r))),
+            );
+        }
     }
     let d = &s.denials_total;
     let _ = writeln!(
@@ -387,7 +438,7 @@ fn render_tenants(list: &[TenantView]) -> String {
                 show(r, *t.usage.get(r)),
                 show(r, f.map(|b| b.p50)),
                 show(r, f.map(|b| b.p95)),
-                show(r, t.allocation.map(|a| *a.get(r))),
+                show_allocation(r, t.allocation.as_ref()),
                 show(r, *t.in_force.get(r)),
                 t.binding
                     .map(|b| format!("{:?}", b.get(r)).to_lowercase())
@@ -455,47 +506,30 @@ fn render_explain(e: &Explain) -> String {
             t.allocation.map(|a| *a.get(r)),
             e.reasons.map(|x| *x.get(r)),
         ) {
-            (Some(_), _) if !e.capacity_known.get(r) => {
+            (Some(a), _) if !e.capacity_known.get(r) => {
                 let _ = writeln!(
                     o,
                     "  the host's {r} capacity is unknown (libvirt reports none): nothing to \
-                     share, so the tenant is throttled only at its limit; in force {}",
+                     share, so the tenant is throttled only at its limit: allocated {}; in \
+                     force {}",
+                    a.map_or("unlimited".to_string(), |a| show(r, Some(a))),
                     show(r, *t.in_force.get(r))
                 );
             }
             (Some(a), Some(reason)) => {
-                let why = match reason.binding {
-                    crate::plan::Binding::None => {
-                        "its class's quantile of the forecast: nothing bound".to_string()
-                    }
-                    crate::plan::Binding::Reservation => "held up at its reservation".into(),
-                    crate::plan::Binding::Floor => "held up by the policy's own floor (a \
-                                                    share of its static share, or a probe \
-                                                    above a capped interval)"
-                        .into(),
-                    crate::plan::Binding::Limit => "held down at its limit".into(),
-                    crate::plan::Binding::Size => "held down at the domain's size (its \
-                                                   vCPUs or maximum memory)"
-                        .into(),
-                    crate::plan::Binding::Capacity => format!(
-                        "held down by the host's capacity (price λ = {:.3})",
-                        reason.lambda
-                    ),
-                };
                 let _ = writeln!(
                     o,
-                    "  allocated {} ({why}; learned sensitivity {:.2}); in force {}",
-                    show(r, Some(a)),
-                    reason.sensitivity,
+                    "  allocated {} ({}); in force {}",
+                    a.map_or("unlimited".to_string(), |a| show(r, Some(a))),
+                    describe_reason(&reason),
                     show(r, *t.in_force.get(r))
                 );
             }
             (Some(a), None) => {
                 let _ = writeln!(
                     o,
-                    "  allocated {} by the policy's rule (it solves nothing, so gives no \
-                     reasons); in force {}",
-                    show(r, Some(a)),
+                    "  allocated {} by the policy's rule (no reasons recorded); in force {}",
+                    a.map_or("unlimited".to_string(), |a| show(r, Some(a))),
                     show(r, *t.in_force.get(r))
                 );
             }
@@ -541,6 +575,39 @@ fn render_explain(e: &Explain) -> String {
     }
     let _ = writeln!(o, "\n{}", units_line());
     o
+}
+
+/// What a tenant's amount of one resource started from and what bound it.
+fn describe_reason(reason: &Reason) -> String {
+    let from = match reason.basis {
+        Some(Basis::Forecast) => "from its class's quantile of the forecast",
+        Some(Basis::Usage) => "no forecast yet: from its last usage plus a margin",
+        Some(Basis::Share) => {
+            "nothing known of it yet: its static share of the host (class weight × size)"
+        }
+        Some(Basis::Rule) => "from the policy's rule on the usage it observed",
+        None if reason.forecast_p50.is_some() => "from its class's quantile of the forecast",
+        None => "from the policy's rule",
+    };
+    let bound = match reason.binding {
+        Binding::None => "nothing bound".to_string(),
+        Binding::Reservation => "held up at its reservation".into(),
+        Binding::Floor => "held up by the policy's own floor (a share of its static share, or \
+                           a probe above a capped interval)"
+            .into(),
+        Binding::Limit => "held down at its limit".into(),
+        Binding::Size => "held down at the domain's size (its vCPUs or maximum memory)".into(),
+        Binding::Capacity if reason.lambda > 0.0 => format!(
+            "held down by the host's capacity, which is short (price λ = {:.3})",
+            reason.lambda
+        ),
+        Binding::Capacity => "held down by the host's capacity, which is short".into(),
+    };
+    let mut s = format!("{from}; {bound}");
+    if reason.basis != Some(Basis::Rule) && reason.basis != Some(Basis::Share) {
+        let _ = write!(s, "; learned sensitivity {:.2}", reason.sensitivity);
+    }
+    s
 }
 
 fn describe_override(o: &Override) -> String {
@@ -602,8 +669,8 @@ pub fn overrides(socket: &Path, a: OverrideArgs) -> super::CliResult {
         } => {
             let spec = OverrideSpec {
                 class,
-                min: quantities(&min),
-                max: quantities(&max),
+                min: quantities("--min", &min)?,
+                max: quantities("--max", &max)?,
                 freeze,
                 ttl_seconds: ttl,
             };

@@ -55,6 +55,7 @@ pub fn run(a: PolicyArgs, top: Option<&std::path::Path>) -> super::CliResult {
         }
         PolicyCommand::Validate { file, json } => {
             let rules = Rules::load(&file)?;
+            rules.check_host(&this_host())?;
             if json {
                 outln!("{}", serde_json::to_string(&rules)?)?;
             } else {
@@ -63,6 +64,32 @@ pub fn run(a: PolicyArgs, top: Option<&std::path::Path>) -> super::CliResult {
             }
             Ok(())
         }
+    }
+}
+
+/// What this host has, as the daemon would see it: its online CPUs (cores) and its
+/// memory (KiB); None where it cannot be read (disk and network: libvirt knows none).
+fn this_host() -> crate::model::PerResource<Option<f64>> {
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| {
+            (s.trim().split(','))
+                .map(|range| match range.split_once('-') {
+                    Some((a, b)) => Some(b.parse::<u32>().ok()? - a.parse::<u32>().ok()? + 1),
+                    None => range.parse::<u32>().ok().map(|_| 1),
+                })
+                .sum::<Option<u32>>()
+        });
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        (s.lines())
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    });
+    crate::model::PerResource {
+        cpu: cpus.map(f64::from),
+        mem: mem_kib,
+        disk: None,
+        net: None,
     }
 }
 

@@ -69,7 +69,7 @@ pub fn run(socket: &Path, a: ShowArgs) -> super::CliResult {
 /// The tenant's allocation of `r`, where the host's capacity of it is known (elsewhere the
 /// tenant is throttled only at its limit, and the policy's amount means nothing).
 fn allocation(e: &Explain, r: Resource) -> Option<f64> {
-    let a = e.tenant.allocation.map(|a| *a.get(r))?;
+    let a = e.tenant.allocation.and_then(|a| *a.get(r))?;
     (*e.capacity_known.get(r) && a.is_finite()).then_some(a)
 }
 
@@ -264,10 +264,10 @@ mod tests {
         };
         e.tenant.name = "web <1>".into();
         e.tenant.allocation = Some(PerResource {
-            cpu: 2.0,
-            mem: 4e6,
-            disk: 0.0,
-            net: 0.0,
+            cpu: Some(2.0),
+            mem: Some(4e6),
+            disk: None,
+            net: None,
         });
         e.capacity_known = PerResource {
             cpu: true,

@@ -209,6 +209,13 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// A tenant named by neither a name nor a UUID on this host.
+    pub fn unknown_tenant(tenant: &str) -> Self {
+        ApiError::not_found(format!(
+            "no tenant named {tenant:?} on this host, nor one with that UUID (`prescient \
+             tenants` lists the names, `prescient tenants --json` the UUIDs too)"
+        ))
+    }
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
             status: 503,
@@ -271,7 +278,8 @@ pub fn parse(method: &str, path: &str, body: &[u8]) -> Result<Action, ApiError> 
                         && (1.0..=crate::allocate::overrides::MAX_TTL_S).contains(&ttl))
                 {
                     return Err(ApiError::bad(format!(
-                        "ttl_seconds: {ttl} is not between 1 and 2592000 (30 days)"
+                        "ttl_seconds (the command's --ttl): {ttl} s is not between 1 s and \
+                         2592000 s (30 days)"
                     )));
                 }
                 Ok(Action::OverrideSet {

@@ -63,8 +63,19 @@ impl Desk {
     ) -> Result<Value, ApiError> {
         match action {
             Action::OverrideSet { tenant, spec } => {
+                if controller.policy().is_none() {
+                    return Err(ApiError::bad(
+                        "the daemon runs no allocation policy: an override would hold \
+                         nothing (start it with --policy)",
+                    ));
+                }
                 let id = find(obs, &tenant)?;
                 let o = override_of(id, &spec, caller, now_ms);
+                if let Some(obs) = obs {
+                    (controller.overrides())
+                        .check_fits(&o, obs, controller.rules())
+                        .map_err(|e| ApiError::bad(format!("override for {tenant}: {e}")))?;
+                }
                 controller
                     .set_override(o)
                     .map_err(|e| ApiError::bad(format!("override for {tenant}: {e}")))?;
@@ -283,12 +294,7 @@ fn find<'a>(obs: Option<&'a Observation>, tenant: &str) -> Result<&'a TenantId, 
     (obs.into_iter().flat_map(|o| o.tenants.iter()))
         .map(|t| &t.id)
         .find(|id| &*id.name == tenant || &*id.uuid == tenant)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no tenant named {tenant:?} on this host, nor one with that UUID (`prescient \
-                 tenants` lists the names, `prescient tenants --json` the UUIDs too)"
-            ))
-        })
+        .ok_or_else(|| ApiError::unknown_tenant(tenant))
 }
 
 fn override_of(id: &TenantId, spec: &OverrideSpec, caller: &Caller, now_ms: i64) -> Override {

@@ -1,6 +1,10 @@
-//! The [`View`] in Prometheus' text exposition (OpenMetrics), encoded at each scrape with
-//! prometheus-client. Names carry the `prescient_` prefix and their base unit; counters end
-//! in `_total`. Memory is in bytes (the pipeline's KiB × 1024), CPU in cores.
+//! The [`View`] in Prometheus' text exposition, encoded at each scrape with
+//! prometheus-client: the Prometheus text format (0.0.4) unless the scraper asks for
+//! OpenMetrics in its `Accept` header ([`negotiate`]). Names follow Prometheus' conventions:
+//! the `prescient_` prefix, snake case, the base unit last where there is one (a metric per
+//! resource where the units differ, a `resource` label where they do not); counters end in
+//! `_total`. Memory is in bytes (the pipeline's KiB × 1024), CPU in cores. An unlimited
+//! allocation (no known capacity, no limit) has no sample.
 
 use super::view::View;
 use crate::model::Resource;
@@ -12,8 +16,49 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
-/// The content type of [`render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The exposition formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus' text format 0.0.4 (the default).
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The format for an `Accept` header: OpenMetrics where the scraper accepts it with a
+/// higher (or equal) quality than plain text, else Prometheus' text format.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let quality = |want: &str| {
+        (accept.unwrap_or("").split(','))
+            .filter_map(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let media = parts.next()?.to_ascii_lowercase();
+                let q = (parts.filter_map(|p| p.strip_prefix("q=")))
+                    .find_map(|q| q.parse::<f64>().ok())
+                    .unwrap_or(1.0);
+                (media == want).then_some(q)
+            })
+            .fold(None, |best: Option<f64>, q| {
+                Some(best.map_or(q, |b| b.max(q)))
+            })
+    };
+    match (
+        quality("application/openmetrics-text"),
+        quality("text/plain"),
+    ) {
+        (Some(om), Some(text)) if om >= text && om > 0.0 => Format::OpenMetrics,
+        (Some(om), None) if om > 0.0 => Format::OpenMetrics,
+        _ => Format::Prometheus,
+    }
+}
 
 /// A resource's metric name part and the factor from the pipeline's unit to the base unit.
 fn unit(r: Resource) -> (&'static str, f64) {
@@ -130,8 +175,31 @@ impl Collector for ViewCollector {
             gauges(
                 &mut enc,
                 "prescient_shadow_price",
-                "The shared price λ of each resource in the last decision (0: capacity ample)",
+                "The shared price λ of each resource in the last decision of the prescient policy",
                 &per_resource(&|r| Some(*p.get(r))),
+            )?;
+        }
+        if let Some(short) = &s.capacity_short {
+            gauges(
+                &mut enc,
+                "prescient_capacity_short",
+                "1 if some tenant got less than it asked for because the resource's capacity was short in the last decision",
+                &per_resource(&|r| Some(f64::from(u8::from(*short.get(r))))),
+            )?;
+        }
+        gauges(
+            &mut enc,
+            "prescient_reservations_unmet",
+            "1 if the tenants' reservations of the resource exceed what they may have in all (they are squeezed, the lowest classes first)",
+            &per_resource(&|r| Some(f64::from(u8::from(*s.reservations_unmet.get(r))))),
+        )?;
+        for r in Resource::ALL {
+            let (u, k) = unit(r);
+            gauges(
+                &mut enc,
+                &format!("prescient_reserved_{u}"),
+                "What the tenants' reservations (overrides, metadata, classes) add up to",
+                &[(none.clone(), s.reserved.get(r) * k)],
             )?;
         }
         if let Some(h) = &s.host {
@@ -189,7 +257,7 @@ impl Collector for ViewCollector {
                 &forecast,
             )?;
             let alloc: Vec<_> = (v.tenants.iter())
-                .filter_map(|t| Some((tenant(t), t.allocation?.get(r) * k)))
+                .filter_map(|t| Some((tenant(t), (*t.allocation?.get(r))? * k)))
                 .filter(|(_, x)| x.is_finite())
                 .collect();
             gauges(
@@ -198,16 +266,21 @@ impl Collector for ViewCollector {
                 "What the policy decided for the coming interval",
                 &alloc,
             )?;
-            let shortfall: Vec<_> = (v.tenants.iter())
-                .map(|t| (tenant(t), f64::from(u8::from(*t.capped.get(r)))))
-                .collect();
-            gauges(
-                &mut enc,
-                &format!("prescient_tenant_capped_{}", r.name()),
-                "1 if the tenant ran into its cap in the last interval (a shortfall)",
-                &shortfall,
-            )?;
         }
+        let mut capped = Vec::new();
+        for t in &v.tenants {
+            for r in Resource::ALL {
+                let mut l = tenant(t);
+                l.push(("resource", r.name().to_string()));
+                capped.push((l, f64::from(u8::from(*t.capped.get(r)))));
+            }
+        }
+        gauges(
+            &mut enc,
+            "prescient_tenant_capped",
+            "1 if the tenant ran into its cap in the last interval (a shortfall)",
+            &capped,
+        )?;
         let mut weights = Vec::new();
         for e in &v.explains {
             for r in Resource::ALL {
@@ -229,12 +302,99 @@ impl Collector for ViewCollector {
     }
 }
 
-/// The metrics of `view`, in Prometheus text format.
-pub fn render(view: Arc<View>) -> String {
+/// The metrics of `view` in `format`.
+pub fn render(view: Arc<View>, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ViewCollector(view)));
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    match format {
+        Format::OpenMetrics => out,
+        Format::Prometheus => to_prometheus_text(&out),
+    }
+}
+
+/// OpenMetrics text as prometheus-client writes it, in Prometheus' text format 0.0.4: a
+/// counter's family is named as its samples (with `_total`), and there is no `# EOF`.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = (openmetrics.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::view::TenantView;
+    use crate::model::PerResource;
+
+    #[test]
+    fn the_format_follows_accept() {
+        assert_eq!(negotiate(None), Format::Prometheus);
+        assert_eq!(negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(
+            negotiate(Some("text/plain;version=0.0.4")),
+            Format::Prometheus
+        );
+        // Prometheus' own scrape header prefers OpenMetrics.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                    version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text;q=0.2, text/plain")),
+            Format::Prometheus
+        );
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_as_their_samples_and_unlimited_has_no_sample() {
+        let mut view = View::default();
+        view.status.cycles = 3;
+        view.tenants.push(TenantView {
+            name: "t".into(),
+            allocation: Some(PerResource {
+                cpu: Some(1.5),
+                mem: Some(1024.0),
+                disk: None,
+                net: None,
+            }),
+            ..Default::default()
+        });
+        let view = Arc::new(view);
+        let text = render(view.clone(), Format::Prometheus);
+        assert!(
+            text.contains("# TYPE prescient_cycles_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("prescient_cycles_total 3\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("prescient_tenant_allocation_cpu_cores{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("prescient_tenant_allocation_disk_bytes_per_second"),
+            "{text}"
+        );
+        assert!(text.contains("prescient_tenant_capped{"), "{text}");
+        let om = render(view, Format::OpenMetrics);
+        assert!(om.contains("# TYPE prescient_cycles counter\n") && om.ends_with("# EOF\n"));
+    }
 }

@@ -442,9 +442,16 @@ async fn handle(
     shared: Arc<Shared>,
     caller: Option<Caller>,
 ) -> Response<Full<Bytes>> {
-    let method = req.method().as_str().to_string();
+    // HEAD is GET without the body (hyper leaves it out).
+    let method = match req.method() {
+        &hyper::Method::HEAD => "GET".to_string(),
+        m => m.as_str().to_string(),
+    };
     let path = req.uri().path().to_string();
     let declared = req.headers().get(hyper::header::CONTENT_LENGTH).cloned();
+    let format = super::metrics::negotiate(
+        (req.headers().get(hyper::header::ACCEPT)).and_then(|v| v.to_str().ok()),
+    );
     let body = match Limited::new(req.into_body(), action::MAX_BODY)
         .collect()
         .await
@@ -473,8 +480,8 @@ async fn handle(
         return match action {
             Action::Metrics => respond(
                 200,
-                super::metrics::CONTENT_TYPE,
-                super::metrics::render(shared.view()),
+                format.content_type(),
+                super::metrics::render(shared.view(), format),
             ),
             _ => error_response(&ApiError::not_found(
                 "only /metrics is served here; the control API is on the Unix socket",
@@ -500,18 +507,14 @@ async fn handle(
         Action::Explain { tenant } => view
             .explain(tenant)
             .map(|e| serde_json::to_value(e).unwrap_or_default())
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "no tenant named {tenant:?} on this host (`prescient tenants` lists them)"
-                ))
-            }),
+            .ok_or_else(|| ApiError::unknown_tenant(tenant)),
         Action::OverrideList => Ok(serde_json::to_value(&view.overrides).unwrap_or_default()),
         Action::IntentList => Ok(serde_json::to_value(&view.intents).unwrap_or_default()),
         Action::Metrics => {
             return respond(
                 200,
-                super::metrics::CONTENT_TYPE,
-                super::metrics::render(view),
+                format.content_type(),
+                super::metrics::render(view, format),
             );
         }
         // Run to the end on its own task: a client that goes away (and drops this future)
@@ -549,7 +552,12 @@ async fn reload(shared: &Shared) -> Result<serde_json::Value, ApiError> {
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("policy reload failed: {e}")))?;
-    match loaded {
+    let total = shared.view().status.host.as_ref().map(|h| h.total);
+    let checked = loaded.and_then(|r| match total {
+        Some(total) => r.check_host(&total).map(|()| r),
+        None => Ok(r),
+    });
+    match checked {
         Ok(rules) => {
             shared
                 .commands

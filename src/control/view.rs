@@ -46,8 +46,17 @@ pub struct Status {
     pub cycles: u64,
     pub last_cycle: Option<CycleView>,
     pub host: Option<HostView>,
-    /// Each resource's shadow price λ in the last decision (0: capacity was ample).
+    /// Each resource's shadow price λ in the last decision, for a policy that has one.
     pub shadow_prices: Option<PerResource<f64>>,
+    /// Whether each resource's capacity was short in the last decision: some tenant got
+    /// less than it asked for because of it (None: no decision yet).
+    pub capacity_short: Option<PerResource<bool>>,
+    /// What the tenants' reservations (operator overrides, metadata, class) add up to, per
+    /// resource, in the pipeline's units.
+    pub reserved: PerResource<f64>,
+    /// Resources whose reservations exceed what the tenants may have: they cannot all be
+    /// honoured, the lowest classes' are squeezed.
+    pub reservations_unmet: PerResource<bool>,
     pub tenants: usize,
     pub overrides: usize,
     pub intents: usize,
@@ -74,6 +83,9 @@ pub struct HostView {
     pub memory_kib: u64,
     /// What the tenants may have in all, per resource, in the pipeline's units.
     pub capacity: PerResource<Option<f64>>,
+    /// What the host has, before its reserve (None: unknown).
+    #[serde(default)]
+    pub total: PerResource<Option<f64>>,
 }
 
 /// A forecast's quantiles for one bucket.
@@ -97,8 +109,10 @@ pub struct TenantView {
     pub capped: PerResource<bool>,
     /// The forecast of the coming bucket.
     pub forecast: Option<PerResource<Band>>,
-    /// What the policy decided for the coming interval.
-    pub allocation: Option<PerResource<f64>>,
+    /// What the policy decided for the coming interval, as it is enforced: where the
+    /// host's capacity is unknown (disk, network) the tenant is held only at its limit, and
+    /// None means unlimited.
+    pub allocation: Option<PerResource<Option<f64>>>,
     /// What is in force on the domain, as far as the daemon knows.
     pub in_force: PerResource<Option<f64>>,
     pub binding: Option<PerResource<Binding>>,
@@ -200,6 +214,16 @@ impl View {
                 disk: controller.rules().capacity(&o.host, Resource::Disk),
                 net: controller.rules().capacity(&o.host, Resource::Net),
             },
+            total: o.host.capacity,
+        });
+        status.capacity_short = alloc.map(|a| {
+            let mut short = PerResource::<bool>::default();
+            for why in a.tenants.iter().filter_map(|t| t.reasons.as_ref()) {
+                for r in Resource::ALL {
+                    *short.get_mut(r) |= why.get(r).binding == Binding::Capacity;
+                }
+            }
+            short
         });
         let band = |q: &[f32; 4]| Band {
             p50: q[0] as f64,
@@ -217,6 +241,32 @@ impl View {
             let latest = forecasts.and_then(|f| f.latest(uuid));
             let allocated = alloc.and_then(|a| a.tenants.iter().find(|x| &*x.uuid == uuid));
             let book = forecasts.and_then(|f| f.intents(uuid));
+            let mut overridden_t = t.clone();
+            if let Some(o) = ov {
+                crate::allocate::overrides::Overrides::new(vec![o.clone()])
+                    .apply_one(&mut overridden_t);
+            }
+            let bound = |r| {
+                let (lo, hi) = controller.rules().bounds(&overridden_t, r);
+                (lo, hi.is_finite().then_some(hi))
+            };
+            for r in Resource::ALL {
+                *status.reserved.get_mut(r) += bound(r).0;
+            }
+            let capacity_known =
+                |r| (status.host.as_ref()).is_some_and(|h| h.capacity.get(r).is_some());
+            // Where the capacity is unknown the actuator holds the tenant only at its limit.
+            let enforced = |a: &PerResource<f64>| {
+                let mut out = PerResource::<Option<f64>>::default();
+                for r in Resource::ALL {
+                    *out.get_mut(r) = if capacity_known(r) {
+                        Some(*a.get(r))
+                    } else {
+                        bound(r).1
+                    };
+                }
+                out
+            };
             let view = TenantView {
                 name: t.id.name.to_string(),
                 uuid: uuid.to_string(),
@@ -233,7 +283,7 @@ impl View {
                         net: q(Resource::Net)?,
                     })
                 }),
-                allocation: allocated.map(|a| a.amounts),
+                allocation: allocated.map(|a| enforced(&a.amounts)),
                 in_force: PerResource {
                     cpu: controller.actuator().in_force(uuid, Resource::Cpu),
                     mem: controller.actuator().in_force(uuid, Resource::Mem),
@@ -302,15 +352,6 @@ impl View {
                     *weights.get_mut(r) = ws;
                 }
             }
-            let mut overridden_t = t.clone();
-            if let Some(o) = ov {
-                crate::allocate::overrides::Overrides::new(vec![o.clone()])
-                    .apply_one(&mut overridden_t);
-            }
-            let bound = |r| {
-                let (lo, hi) = controller.rules().bounds(&overridden_t, r);
-                (lo, hi.is_finite().then_some(hi))
-            };
             let mut denials: Vec<DenialView> = (controller.recent_denials())
                 .filter(|(_, d)| &*d.tenant.uuid == uuid)
                 .map(|(at, d)| DenialView {
@@ -354,6 +395,14 @@ impl View {
                 tenant: view.clone(),
             });
             tenants.push(view);
+        }
+        if let Some(h) = &status.host {
+            for r in Resource::ALL {
+                *status.reservations_unmet.get_mut(r) = h
+                    .capacity
+                    .get(r)
+                    .is_some_and(|c| *status.reserved.get(r) > c * (1.0 + 1e-9) + 1e-9);
+            }
         }
         status.tenants = tenants.len();
         status.intents = intents.len();

@@ -20,7 +20,7 @@ pub use vpa::Vpa;
 
 use super::{Inputs, fit_to_host, fit_weighted, static_shares};
 use crate::model::{PerResource, Resource};
-use crate::plan::Allocation;
+use crate::plan::{Allocation, Basis, Binding};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -69,11 +69,15 @@ impl<S: Default> PerTenant<S> {
                 .map(|i| [cols[0][i], cols[1][i], cols[2][i], cols[3][i]])
                 .collect()
         };
+        // Per tenant and resource: asked for its static share (nothing known of it yet),
+        // and raised to the floor.
+        let mut how = vec![[(false, false); 4]; obs.tenants.len()];
         let requests = obs
             .tenants
             .iter()
             .zip(&shares)
-            .map(|(t, share)| {
+            .zip(how.iter_mut())
+            .map(|((t, share), how)| {
                 if !self.states.contains_key(&*t.id.uuid) {
                     self.states.insert(Arc::clone(&t.id.uuid), S::default());
                 }
@@ -86,12 +90,36 @@ impl<S: Default> PerTenant<S> {
                         capped: *t.capped.get(r),
                         at_ms: obs.at_unix_ms,
                     };
-                    let want = f(state, r, seen).unwrap_or(s);
-                    *q.get_mut(r) = want.max(FLOOR * s);
+                    let want = f(state, r, seen);
+                    let floor = FLOOR * s;
+                    how[r.index()] = (want.is_none(), want.is_some_and(|w| w < floor));
+                    *q.get_mut(r) = want.unwrap_or(s).max(floor);
                 }
                 q
             })
             .collect();
-        fit_to_host(obs, rules, requests, fit_weighted)
+        let mut a = fit_to_host(obs, rules, requests, fit_weighted);
+        for ((a, t), how) in a.tenants.iter_mut().zip(&obs.tenants).zip(&how) {
+            let Some(why) = a.reasons.as_mut() else {
+                continue;
+            };
+            for r in Resource::ALL {
+                let (shared, floored) = how[r.index()];
+                let (x, why) = (*a.amounts.get(r), why.get_mut(r));
+                if shared {
+                    why.basis = Some(Basis::Share);
+                    // Its share of a host that cannot give each domain its size.
+                    if why.binding == Binding::None
+                        && rules.capacity(&obs.host, r).is_some()
+                        && t.most(r).is_some_and(|m| x < m * (1.0 - 1e-9))
+                    {
+                        why.binding = Binding::Capacity;
+                    }
+                } else if floored && why.binding == Binding::None {
+                    why.binding = Binding::Floor;
+                }
+            }
+        }
+        a
     }
 }
