@@ -532,16 +532,7 @@ fn a_stranger_is_refused_a_reader_reads_and_root_and_admins_change() {
     // std's Command drops supplementary groups when it changes user: the socket group is
     // given as the primary group of the readers, membership of the admin group comes from
     // the group database.
-    let as_user = |uid: u32, gid: u32, args: &[&str]| {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(d.socket())
-            .args(args)
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .unwrap()
-    };
+    let as_user = |uid: u32, gid: u32, args: &[&str]| cli_as(&d, uid, gid, args);
     let stranger = as_user(outsider_uid, outsider_gid, &["status"]);
     assert!(!stranger.status.success());
     let err = String::from_utf8_lossy(&stranger.stderr);
@@ -586,6 +577,18 @@ fn a_stranger_is_refused_a_reader_reads_and_root_and_admins_change() {
     assert!(by(admin_uid).any(|l| l["result"] == "ok"));
     assert_eq!(by(0).count(), 3, "{audit}");
     d.stop();
+}
+
+/// `prescient --socket … ARGS` as the user `uid` with the (only) group `gid`.
+fn cli_as(d: &Daemon, uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
 }
 
 fn nix_is_root() -> bool {
@@ -738,16 +741,7 @@ fn readers_cannot_crowd_out_admins_and_an_admin_needs_no_reader_group() {
     let d = Daemon::start(&format!(
         "[control]\ngroup = \"{read}\"\nadmin_group = \"{admin}\"\n"
     ));
-    let as_user = |uid: u32, gid: u32, args: &[&str]| {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(d.socket())
-            .args(args)
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .unwrap()
-    };
+    let as_user = |uid: u32, gid: u32, args: &[&str]| cli_as(&d, uid, gid, args);
     // In the admin group only (not the socket's group): may connect, read and change.
     ok(&as_user(only_admin_uid, only_admin_gid, &["status"]));
     ok(&as_user(

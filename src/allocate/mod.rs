@@ -306,15 +306,18 @@ mod tests {
             t.usage.cpu = None;
         }
         let rules = Rules::default();
-        for name in ["static", "reactive", "vpa", "nsigma", "prescient"] {
+        let decide = |name: &str, obs: &Observation| {
             let kind: PolicyKind = name.parse().unwrap();
             let (mut policy, _) = kind.build(None, Default::default()).unwrap();
-            let a = policy.decide(&Inputs {
-                obs: &obs,
+            policy.decide(&Inputs {
+                obs,
                 forecasts: None,
                 rules: &rules,
                 lead_s: PerResource::default(),
-            });
+            })
+        };
+        for name in ["static", "reactive", "vpa", "nsigma", "prescient"] {
+            let a = decide(name, &obs);
             let x = cpu(&a);
             assert!((x.iter().sum::<f64>() - 4.0).abs() < 1e-6, "{name}: {x:?}");
             for t in &a.tenants {
@@ -328,14 +331,7 @@ mod tests {
         let mut obs = host_of(16.0, &[Class::Gold, Class::Bronze]);
         obs.tenants[0].policy.limit.cpu = Some(1.2);
         for name in ["reactive", "prescient"] {
-            let kind: PolicyKind = name.parse().unwrap();
-            let (mut policy, _) = kind.build(None, Default::default()).unwrap();
-            let a = policy.decide(&Inputs {
-                obs: &obs,
-                forecasts: None,
-                rules: &rules,
-                lead_s: PerResource::default(),
-            });
+            let a = decide(name, &obs);
             let why = a.tenants[0].reasons.unwrap().cpu;
             assert_eq!(why.binding, Binding::Limit, "{name}: {:?}", cpu(&a));
             assert_eq!(a.tenants[1].reasons.unwrap().cpu.binding, Binding::None);
