@@ -169,6 +169,22 @@ struct InForce {
     pinned: bool,
 }
 
+/// What tenant `t` is held at for an allocation of `amount` of `r`: the amount where the
+/// host's capacity of `r` is known; where it is not (libvirt knows none for disk and network)
+/// nothing is shared, and the tenant is held only at its limit under `rules` (∞: unlimited).
+pub fn enforced(
+    obs: &Observation,
+    rules: &Rules,
+    t: &TenantStats,
+    r: Resource,
+    amount: f64,
+) -> f64 {
+    match obs.host.capacity.get(r) {
+        Some(_) => amount,
+        None => rules.bounds(t, r).1,
+    }
+}
+
 pub struct Actuator {
     cfg: ActuateConfig,
     tenants: HashMap<Arc<str>, InForce>,
@@ -303,10 +319,7 @@ impl Actuator {
                     continue;
                 }
                 let previous = *state.amount.get(r);
-                let amount = match obs.host.capacity.get(r) {
-                    Some(_) => *a.amounts.get(r),
-                    None => rules.bounds(t, r).1,
-                };
+                let amount = enforced(obs, rules, t, r, *a.amounts.get(r));
                 let wanted = bounded(&self.cfg, t, r, amount, previous);
                 let within = |at: &Option<i64>| {
                     at.is_some_and(|s| {

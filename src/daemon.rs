@@ -439,7 +439,14 @@ fn print_cycle(obs: &Observation, controller: &Controller) {
     let _ = writeln!(out, "{}", crate::cli::collect::render_table(obs));
     if let Some(alloc) = controller.last_allocation() {
         let a = controller.actuator();
-        let table = crate::cli::collect::render_allocations(obs, alloc, |u, r| a.in_force(u, r));
+        // As the actuator holds them: unlimited where the capacity is unknown and no limit.
+        let decided = |t: &crate::collect::TenantStats, r, amount| {
+            let mut held = t.clone();
+            controller.overrides().apply_one(&mut held);
+            crate::actuate::enforced(obs, controller.rules(), &held, r, amount)
+        };
+        let table =
+            crate::cli::collect::render_allocations(obs, alloc, decided, |u, r| a.in_force(u, r));
         let _ = writeln!(out, "{table}");
     }
     let _ = out.flush();

@@ -168,6 +168,7 @@ pub fn render_table(obs: &Observation) -> String {
 pub fn render_allocations(
     obs: &Observation,
     allocation: &crate::plan::Allocation,
+    decided: impl Fn(&crate::collect::TenantStats, Resource, f64) -> f64,
     in_force: impl Fn(&str, Resource) -> Option<f64>,
 ) -> String {
     let mut s = String::new();
@@ -196,13 +197,13 @@ pub fn render_allocations(
     let mut tenants: Vec<_> = obs.tenants.iter().collect();
     tenants.sort_by(|a, b| a.id.name.cmp(&b.id.name));
     for t in tenants {
-        let decided = allocation.tenants.iter().find(|a| a.uuid == t.id.uuid);
+        let allocated = allocation.tenants.iter().find(|a| a.uuid == t.id.uuid);
         let _ = write!(s, "{}", pad(&cell(&t.id.name), 20));
         for r in Resource::ALL {
             let cell = format!(
                 "{}/{}/{}",
                 show(*t.usage.get(r), r),
-                show(decided.map(|a| *a.amounts.get(r)), r),
+                show(allocated.map(|a| decided(t, r, *a.amounts.get(r))), r),
                 show(in_force(&t.id.uuid, r), r)
             );
             let width = if r == Resource::Cpu { 18 } else { 20 };
@@ -231,6 +232,46 @@ mod tests {
         );
         assert_eq!(total([Some(1.0), None].into_iter()), None);
         assert_eq!(total([Some(1.0), Some(2.0)].into_iter()), Some(3.0));
+    }
+
+    #[test]
+    fn an_allocation_where_the_capacity_is_unknown_reads_as_what_is_enforced() {
+        use crate::allocate::rules::Rules;
+        use crate::plan::{Allocation, TenantAllocation};
+        let mut obs = Observation::default();
+        obs.host.capacity.cpu = Some(2.0); // disk and network: unknown, as from libvirt
+        let mut t = crate::collect::TenantStats::default();
+        t.id.uuid = "u1".into();
+        t.id.name = "web".into();
+        obs.tenants.push(t);
+        let alloc = Allocation {
+            tenants: vec![TenantAllocation {
+                uuid: "u1".into(),
+                amounts: crate::model::PerResource {
+                    cpu: 1.5,
+                    mem: 1024.0,
+                    disk: 1.0,
+                    net: 1.0,
+                },
+                reasons: None,
+            }],
+            ..Default::default()
+        };
+        let rules = Rules::default();
+        let table = render_allocations(
+            &obs,
+            &alloc,
+            |t, r, a| crate::actuate::enforced(&obs, &rules, t, r, a),
+            |_, _| None,
+        );
+        let row = table.lines().find(|l| l.starts_with("web")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], "-/1.50/-", "{table}");
+        assert_eq!(
+            cells[3], "-/∞/-",
+            "disk: unthrottled, not 0.0 MB/s: {table}"
+        );
+        assert_eq!(cells[4], "-/∞/-", "{table}");
     }
 
     #[test]

@@ -242,10 +242,7 @@ impl View {
             let allocated = alloc.and_then(|a| a.tenants.iter().find(|x| &*x.uuid == uuid));
             let book = forecasts.and_then(|f| f.intents(uuid));
             let mut overridden_t = t.clone();
-            if let Some(o) = ov {
-                crate::allocate::overrides::Overrides::new(vec![o.clone()])
-                    .apply_one(&mut overridden_t);
-            }
+            overrides.apply_one(&mut overridden_t);
             let bound = |r| {
                 let (lo, hi) = controller.rules().bounds(&overridden_t, r);
                 (lo, hi.is_finite().then_some(hi))
@@ -253,17 +250,15 @@ impl View {
             for r in Resource::ALL {
                 *status.reserved.get_mut(r) += bound(r).0;
             }
-            let capacity_known =
-                |r| (status.host.as_ref()).is_some_and(|h| h.capacity.get(r).is_some());
             // Where the capacity is unknown the actuator holds the tenant only at its limit.
             let enforced = |a: &PerResource<f64>| {
                 let mut out = PerResource::<Option<f64>>::default();
                 for r in Resource::ALL {
-                    *out.get_mut(r) = if capacity_known(r) {
-                        Some(*a.get(r))
-                    } else {
-                        bound(r).1
-                    };
+                    let rules = controller.rules();
+                    let x = obs.map_or(*a.get(r), |o| {
+                        crate::actuate::enforced(o, rules, &overridden_t, r, *a.get(r))
+                    });
+                    *out.get_mut(r) = x.is_finite().then_some(x);
                 }
                 out
             };
