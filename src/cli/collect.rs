@@ -255,7 +255,6 @@ mod tests {
                 },
                 reasons: None,
             }],
-            ..Default::default()
         };
         let rules = Rules::default();
         let table = render_allocations(
