@@ -78,9 +78,29 @@ fn names_are_escaped_in_the_log_and_the_tenants_table() {
         .arg(&socket)
         .output()
         .unwrap();
+    // The tenant named by its UUID (its name cannot be typed): explain escapes it too.
+    let explain = Command::new(BIN)
+        .args([
+            "explain",
+            "11111111-2222-3333-4444-555555555551",
+            "--socket",
+        ])
+        .arg(&socket)
+        .output()
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "{out:?}");
+    assert!(explain.status.success(), "{explain:?}");
+    let explained = String::from_utf8(explain.stdout).unwrap();
+    assert!(
+        explained.lines().next().unwrap().contains("evil\\n2026"),
+        "{explained}"
+    );
+    assert!(
+        !explained.lines().any(|l| l.starts_with(FORGED)),
+        "a name forged a line of explain:\n{explained}"
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
 

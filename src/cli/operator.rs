@@ -465,7 +465,7 @@ pub fn explain(socket: &Path, a: ExplainArgs) -> super::CliResult {
 fn render_explain(e: &Explain) -> String {
     let mut o = String::new();
     let t = &e.tenant;
-    let _ = writeln!(o, "{} ({}), class {}", t.name, t.uuid, t.class);
+    let _ = writeln!(o, "{} ({}), class {}", cell(&t.name), t.uuid, t.class);
     for r in Resource::ALL {
         let _ = writeln!(o, "\n{r}:");
         let f = t.forecast.as_ref().map(|f| *f.get(r));
@@ -632,7 +632,7 @@ fn describe_override(o: &Override) -> String {
     };
     format!(
         "{}: {}; set by {} at {}, {until}",
-        o.name,
+        cell(&o.name),
         parts.join(", "),
         o.set_by,
         utc(o.set_ms)
@@ -644,14 +644,14 @@ fn describe_intent(i: &IntentView) -> String {
     format!(
         "#{} {} {r} {} from {} for {} (trust {:.2}){}",
         i.id,
-        i.tenant,
+        cell(&i.tenant),
         show(r, Some(i.amount)),
         utc(i.start_unix_s * 1000),
         humantime::format_duration(std::time::Duration::from_secs(i.duration_s.max(0) as u64)),
         i.trust,
         i.note
             .as_ref()
-            .map(|n| format!(": {n}"))
+            .map(|n| format!(": {}", cell(n)))
             .unwrap_or_default()
     )
 }
