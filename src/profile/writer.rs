@@ -180,12 +180,7 @@ impl ProfileWriter {
         if domains.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = mpsc::channel();
-        self.tx
-            .send(Msg::TakenOver(at_ms, domains, tx))
-            .map_err(|_| "profile writer has stopped".to_string())?;
-        rx.recv()
-            .map_err(|_| "profile writer has stopped".to_string())?
+        self.wait_for(|reply| Msg::TakenOver(at_ms, domains, reply))
     }
 
     pub fn save_forecasters(&self, format: i64, at_ms: i64, states: Vec<(Arc<str>, Vec<u8>)>) {
@@ -208,22 +203,23 @@ impl ProfileWriter {
         kind: &'static str,
         rows: Vec<(String, String)>,
     ) -> Result<(), String> {
-        let (tx, rx) = mpsc::channel();
-        self.tx
-            .send(Msg::OperatorState(kind, rows, tx))
-            .map_err(|_| "profile writer has stopped".to_string())?;
-        rx.recv()
-            .map_err(|_| "profile writer has stopped".to_string())?
+        self.wait_for(|reply| Msg::OperatorState(kind, rows, reply))
     }
 
     /// Wait until everything submitted so far is committed.
     pub fn flush(&self) -> Result<(), String> {
+        self.wait_for(Msg::Flush)
+    }
+
+    /// Send the message `make` builds around a reply channel and wait for its answer.
+    fn wait_for(
+        &self,
+        make: impl FnOnce(mpsc::Sender<Result<(), String>>) -> Msg,
+    ) -> Result<(), String> {
+        const STOPPED: &str = "profile writer has stopped";
         let (tx, rx) = mpsc::channel();
-        self.tx
-            .send(Msg::Flush(tx))
-            .map_err(|_| "profile writer has stopped".to_string())?;
-        rx.recv()
-            .map_err(|_| "profile writer has stopped".to_string())?
+        self.tx.send(make(tx)).map_err(|_| STOPPED.to_string())?;
+        rx.recv().map_err(|_| STOPPED.to_string())?
     }
 
     /// Commit what is queued, checkpoint, and stop.
