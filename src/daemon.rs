@@ -383,6 +383,15 @@ fn control_loop(
         l.disk * 1e3,
         l.net * 1e3
     );
+    if let Some((median, longest)) = controller.cadence().measured() {
+        tracing::info!(
+            "a decision's reach (s, from its snapshot to the next cycle's changes, last {} \
+             cycles): median {median:.3}, longest {longest:.3}; decisions covered {:.3} s \
+             ahead plus each setter's latency",
+            crate::cadence::Cadence::WINDOW,
+            controller.cadence().ahead_s()
+        );
+    }
     if restore {
         match controller.hand_back(&mut backend) {
             Ok(a) => tracing::info!(

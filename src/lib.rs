@@ -8,6 +8,7 @@
 pub mod actuate;
 pub mod allocate;
 pub mod backend;
+pub mod cadence;
 pub mod cli;
 pub mod collect;
 pub mod config;

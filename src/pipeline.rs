@@ -8,6 +8,7 @@ use crate::allocate::overrides::{Override, Overrides};
 use crate::allocate::rules::Rules;
 use crate::allocate::{Inputs, Policy};
 use crate::backend::{Backend, BackendError};
+use crate::cadence::Cadence;
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
 use crate::model::Resource;
@@ -36,8 +37,8 @@ pub struct Controller {
     forecasts: Option<ForecastStage>,
     /// Store the forecasters' state in the profile every this many cycles.
     save_every: u64,
-    /// Seconds between cycles.
-    interval_s: f64,
+    /// How long a decision stays in force: the interval between cycles, as measured.
+    cadence: Cadence,
     cycles: u64,
     /// The operator's overrides, applied to every observation before the policy decides.
     overrides: Overrides,
@@ -61,7 +62,7 @@ impl Controller {
             last_allocation: None,
             forecasts: None,
             save_every: 0,
-            interval_s: crate::model::STEP_S as f64,
+            cadence: Cadence::new(crate::model::STEP_S as f64),
             cycles: 0,
             overrides: Overrides::default(),
             denials: VecDeque::new(),
@@ -81,7 +82,7 @@ impl Controller {
     /// Cycles come every `seconds` (default: the trace step), so that a policy knows how
     /// long its decision holds.
     pub fn with_interval(mut self, seconds: f64) -> Self {
-        self.interval_s = seconds;
+        self.cadence = Cadence::new(seconds);
         self
     }
 
@@ -135,7 +136,7 @@ impl Controller {
                 obs,
                 forecasts: self.forecasts.as_ref(),
                 rules: &self.rules,
-                lead_s: backend.latency().map(|l| self.interval_s + l),
+                lead_s: backend.latency().map(|l| self.cadence.ahead_s() + l),
             };
             let t0 = std::time::Instant::now();
             let allocation = policy.decide(&input);
@@ -150,6 +151,7 @@ impl Controller {
             // What domains seen for the first time have, kept before anything is changed:
             // `on_exit = "restore"` gives it back, after any number of restarts.
             let first_seen = self.actuator.take_first_seen();
+            self.cadence.record(snapshot.mono_ns, backend.clock_ns());
             if let Some(p) = &self.profile
                 && let Err(e) = p.save_taken_over(obs.at_unix_ms, first_seen)
             {
@@ -290,6 +292,11 @@ impl Controller {
     /// Refusals since the start, per resource.
     pub fn denials_total(&self) -> crate::model::PerResource<u64> {
         self.denials_total
+    }
+
+    /// How long a decision stays in force, as measured.
+    pub fn cadence(&self) -> &Cadence {
+        &self.cadence
     }
 
     /// How long the policy took to decide in the last cycle (seconds).
@@ -651,6 +658,86 @@ mod operator_tests {
         let mut o = Override::of(&id(uuid), "root (uid 0)".into(), 0);
         o.max.cpu = Some(cores);
         o
+    }
+
+    /// The host above on a clock that starts applying 150 ms after each snapshot, one cycle
+    /// in ten starting 300 ms late, with a 20 ms cpu setter.
+    struct Jittery(Host);
+
+    impl Backend for Jittery {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn host(&mut self) -> Result<HostInfo, BackendError> {
+            self.0.host()
+        }
+        fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+            let mut s = self.0.snapshot()?;
+            let late = if (s.mono_ns / 10_000_000_000).is_multiple_of(10) {
+                300_000_000
+            } else {
+                0
+            };
+            s.mono_ns += late;
+            Ok(s)
+        }
+        fn shapes(&self) -> PerResource<bool> {
+            self.0.shapes()
+        }
+        fn latency(&self) -> PerResource<f64> {
+            PerResource {
+                cpu: 0.02,
+                ..Default::default()
+            }
+        }
+        fn clock_ns(&self) -> Option<u64> {
+            let late = if self.0.t_s.is_multiple_of(100) {
+                300_000_000
+            } else {
+                0
+            };
+            Some(self.0.t_s * 1_000_000_000 + late + 150_000_000)
+        }
+        fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+            self.0.apply(plan)
+        }
+    }
+
+    /// Reports the span each decision was asked to cover.
+    struct Spy(std::sync::Arc<std::sync::Mutex<Vec<f64>>>);
+
+    impl Policy for Spy {
+        fn describe(&self) -> String {
+            "spy".into()
+        }
+        fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+            self.0.lock().unwrap().push(input.lead_s.cpu);
+            Allocation::default()
+        }
+    }
+
+    #[test]
+    fn a_decision_covers_until_the_next_one_may_be_in_force_as_measured() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut c = Controller::new(None)
+            .with_interval(10.0)
+            .with_policy(Box::new(Spy(seen.clone())));
+        let mut backend = Jittery(Host {
+            t_s: 0,
+            cpu_ns: [0; 2],
+        });
+        for _ in 0..30 {
+            c.step(&mut backend).unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0], 10.02,
+            "the planned interval and the setter, before measuring"
+        );
+        // Reaches of 10.15 s, 10.45 s into a late cycle, 9.85 s out of it: the longest plus
+        // its spread over the median, plus the setter.
+        let last = *seen.last().unwrap();
+        assert!((last - (10.45 + 0.30 + 0.02)).abs() < 1e-6, "{last}");
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct Inputs<'a> {
     pub obs: &'a Observation,
     pub forecasts: Option<&'a ForecastStage>,
     pub rules: &'a Rules,
-    /// Seconds, per resource, from this decision until the next one is in force (the
-    /// control interval plus the setter's latency): the span this allocation must cover.
+    /// Seconds, per resource, from this decision until the next one may be in force (the
+    /// measured reach of a decision, [`crate::cadence`], plus the setter's latency): the
+    /// span this allocation must cover.
     pub lead_s: PerResource<f64>,
 }
 

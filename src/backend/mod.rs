@@ -173,6 +173,13 @@ pub trait Backend: Send {
     /// setter's latency, as this backend knows it); the policy decides that much ahead.
     fn latency(&self) -> PerResource<f64>;
 
+    /// Now, on the clock this backend stamps its snapshots with ([`Snapshot::mono_ns`]), so
+    /// that the loop can measure how long its decisions stay in force; None: the backend
+    /// cannot tell, and the planned interval is taken as that time.
+    fn clock_ns(&self) -> Option<u64> {
+        None
+    }
+
     /// Make the plan's changes for the coming interval and say, per change, what was
     /// accepted and what refused. Only a failure of the backend itself (lost connection,
     /// ended replay) is an error; a refused setting is a [`crate::plan::Denial`].

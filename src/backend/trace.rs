@@ -272,6 +272,11 @@ impl Backend for TraceBackend {
         PerResource::default()
     }
 
+    /// A replayed interval's decision is made and applied at the interval's first instant.
+    fn clock_ns(&self) -> Option<u64> {
+        Some(self.step as u64 * STEP_S as u64 * 1_000_000_000)
+    }
+
     fn shapes(&self) -> PerResource<bool> {
         PerResource {
             cpu: true,

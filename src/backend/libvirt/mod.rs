@@ -213,6 +213,10 @@ impl Backend for LibvirtBackend {
         self.latency.seconds
     }
 
+    fn clock_ns(&self) -> Option<u64> {
+        Some(self.epoch.elapsed().as_nanos() as u64)
+    }
+
     fn shapes(&self) -> PerResource<bool> {
         PerResource {
             cpu: true,
