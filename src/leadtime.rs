@@ -575,3 +575,216 @@ mod tests {
         assert_eq!(lt.last("u1").mem.unwrap().start_ms, now - 60_000);
     }
 }
+
+/// The classifier in the control loop: a tenant's recurring CPU step, late while the policy
+/// follows usage and ahead once it holds enough, counted in the views and kept across a
+/// restart.
+#[cfg(test)]
+mod through_the_controller {
+    use super::*;
+    use crate::allocate::{Inputs, Policy};
+    use crate::backend::{
+        Backend, BackendError, DomainConfig, DomainCounters, DomainSnapshot, Snapshot,
+    };
+    use crate::control::view::{Context, Status, View};
+    use crate::model::{HostInfo, TenantId};
+    use crate::pipeline::Controller;
+    use crate::plan::{Allocation, Applied, Plan, TenantAllocation};
+    use crate::profile::ProfileDb;
+    use crate::profile::writer::ProfileWriter;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// One 1-vCPU tenant wanting `demand[k]` cores in cycle k, given at most the CPU in
+    /// force (capped when it wanted more).
+    struct Stepping {
+        t_s: u64,
+        cpu_ns: u64,
+        demand: Vec<f64>,
+        in_force: f64,
+    }
+
+    fn host() -> HostInfo {
+        HostInfo {
+            cpus: 4,
+            capacity: PerResource {
+                cpu: Some(4.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    impl Backend for Stepping {
+        fn describe(&self) -> String {
+            "stepping".into()
+        }
+        fn host(&mut self) -> Result<HostInfo, BackendError> {
+            Ok(host())
+        }
+        fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+            let k = (self.t_s / 10) as usize;
+            self.t_s += 10;
+            let want = self.demand.get(k).copied().unwrap_or(0.01);
+            self.cpu_ns += (want.min(self.in_force) * 10e9) as u64;
+            Ok(Snapshot {
+                at_unix_ms: 1_800_000_000_000 + (self.t_s * 1000) as i64,
+                mono_ns: self.t_s * 1_000_000_000,
+                host: host(),
+                domains: vec![DomainSnapshot {
+                    id: TenantId {
+                        uuid: "u1".into(),
+                        name: "web-1".into(),
+                    },
+                    config: DomainConfig {
+                        vcpus: 1,
+                        size_is_limit: true,
+                        ..Default::default()
+                    },
+                    counters: DomainCounters {
+                        cpu_time_ns: Some(self.cpu_ns),
+                        ..Default::default()
+                    },
+                    capped: PerResource {
+                        cpu: Some(want > self.in_force + 1e-9),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            })
+        }
+        fn shapes(&self) -> PerResource<bool> {
+            PerResource {
+                cpu: true,
+                ..Default::default()
+            }
+        }
+        fn latency(&self) -> PerResource<f64> {
+            PerResource::default()
+        }
+        fn apply(&mut self, plan: &Plan) -> Result<Applied, BackendError> {
+            let mut applied = Applied::default();
+            for d in &plan.domains {
+                for c in &d.changes {
+                    if c.resource == Resource::Cpu {
+                        self.in_force = c.amount;
+                    }
+                    (applied.accepted).push((d.id.uuid.clone(), c.resource, c.amount));
+                }
+            }
+            Ok(applied)
+        }
+    }
+
+    /// Follows usage (0.3 core above it, all 2 cores once capped) until `hold` is set, then
+    /// holds 1.2 cores.
+    struct Follows(Arc<AtomicBool>);
+
+    impl Policy for Follows {
+        fn describe(&self) -> String {
+            "follows".into()
+        }
+        fn decide(&mut self, input: &Inputs<'_>) -> Allocation {
+            let hold = self.0.load(Ordering::Relaxed);
+            Allocation {
+                tenants: (input.obs.tenants.iter())
+                    .map(|t| TenantAllocation {
+                        uuid: t.id.uuid.clone(),
+                        reasons: None,
+                        amounts: PerResource {
+                            cpu: match (hold, t.capped.cpu, t.usage.cpu) {
+                                (true, _, _) => 1.2,
+                                (false, true, _) => 2.0,
+                                (false, false, u) => u.unwrap_or(0.0) + 0.3,
+                            },
+                            ..Default::default()
+                        },
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    fn view(c: &Controller, obs: Option<&Observation>) -> View {
+        let notes = Default::default();
+        let ctx = Context {
+            status: Status::default(),
+            obs,
+            notes: &notes,
+        };
+        View::build(c, ctx)
+    }
+
+    #[test]
+    fn rises_are_counted_shown_in_status_and_explain_and_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.db");
+        let writer = || {
+            let db = ProfileDb::open(&path, false).unwrap();
+            let kept = db.load_rises(0).unwrap();
+            let w =
+                ProfileWriter::spawn(db, Default::default(), std::time::Duration::from_secs(3600));
+            (w, kept)
+        };
+        let (w, kept) = writer();
+        assert!(kept.is_empty());
+        let hold = Arc::new(AtomicBool::new(false));
+        let mut c = Controller::new(Some(w)).with_policy(Box::new(Follows(hold.clone())));
+        let (idle, busy) = (0.01, 1.0);
+        let mut demand = vec![idle; 5];
+        demand.extend([busy; 3]);
+        demand.extend([idle; 4]);
+        demand.extend([busy; 3]);
+        demand.extend([idle; 2]);
+        let mut backend = Stepping {
+            t_s: 0,
+            cpu_ns: 0,
+            demand: demand.clone(),
+            in_force: 4.0,
+        };
+        let mut obs = None;
+        for k in 0..demand.len() {
+            if k == 10 {
+                hold.store(true, Ordering::Relaxed);
+            }
+            obs = Some(c.step(&mut backend).unwrap());
+        }
+        let v = view(&c, obs.as_ref());
+        let day = RiseCounts {
+            ahead: 1,
+            late: 1,
+            not_covered: 0,
+        };
+        assert_eq!(v.status.rises.cpu.hour, day, "{:?}", v.status.rises);
+        assert_eq!(v.status.rises.cpu.day, day);
+        assert_eq!(v.status.rises_total.cpu, day);
+        assert_eq!(v.status.rises.mem, RiseWindows::default());
+        // The first step: held at 0.31 in its first sample (cycle 6, from 50 s), covered by
+        // the 2 cores given after it: late by one interval.
+        let late = &v.status.rise_late_seconds.cpu;
+        assert_eq!((late.count, late.sum), (1, 10.0));
+        let e = v.explain("web-1").unwrap();
+        assert_eq!(e.rises.cpu.day, day);
+        let last = e.last_rises.cpu.as_ref().unwrap();
+        assert_eq!(last.outcome, Outcome::Ahead);
+        assert_eq!(last.in_force, Some(1.2));
+        assert!((last.level - 1.0).abs() < 1e-6, "{last:?}");
+        c.shutdown();
+
+        // After a restart: the day's rises from the profile, none since this start.
+        let (w, kept) = writer();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        let first = &kept[0];
+        assert_eq!(first.outcome, Outcome::Late);
+        assert_eq!(first.start_ms, 1_800_000_000_000 + 50_000);
+        assert_eq!(
+            (first.in_force.map(|f| (f * 100.0).round()), first.late_s),
+            (Some(31.0), Some(10.0))
+        );
+        let mut again = Controller::new(Some(w));
+        again.adopt_rises(kept);
+        let v = view(&again, None);
+        assert_eq!(v.status.rises.cpu.day, day);
+        assert_eq!(v.status.rises_total.cpu, RiseCounts::default());
+        again.shutdown();
+    }
+}
