@@ -20,7 +20,7 @@
 use crate::collect::{Observation, TenantStats};
 use crate::model::{PerResource, Resource};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// How many previous samples the base of a rise is the lowest of.
@@ -212,8 +212,8 @@ impl LeadTime {
     ) -> Vec<Rise> {
         let at = obs.at_unix_ms;
         self.now_ms = self.now_ms.max(at);
-        self.tracks
-            .retain(|uuid, _| obs.tenants.iter().any(|t| t.id.uuid == *uuid));
+        let present: HashSet<&str> = obs.tenants.iter().map(|t| &*t.id.uuid).collect();
+        self.tracks.retain(|uuid, _| present.contains(&**uuid));
         let mut out = Vec::new();
         for t in &obs.tenants {
             let track = self.tracks.entry(t.id.uuid.clone()).or_default();
