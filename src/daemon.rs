@@ -94,6 +94,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let taken_over = db.load_taken_over()?;
     let overrides = db.load_operator_state(crate::pipeline::OVERRIDES)?;
     let desk = crate::control::desk::load_notes(&db)?;
+    let rises = db.load_rises(crate::model::now_unix_ms() - crate::leadtime::DAY_MS)?;
     let maintain_every = Duration::from_secs_f64(cfg.profile.maintenance_minutes * 60.0);
     let writer = ProfileWriter::spawn(db, cfg.retention(), maintain_every);
     let mut backend = LibvirtBackend::connect(&cfg.daemon.uri)?;
@@ -102,6 +103,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), DaemonError> {
     let mut controller = Controller::new(Some(writer))
         .with_forecasts(forecasts, save_every)
         .with_interval(cfg.daemon.interval_seconds);
+    controller.adopt_rises(rises);
     let kept = controller.adopt_overrides(overrides);
     if kept > 0 {
         tracing::info!(

@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod forecast;
+pub mod leadtime;
 pub mod model;
 pub mod pipeline;
 pub mod plan;

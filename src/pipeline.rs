@@ -11,6 +11,7 @@ use crate::backend::{Backend, BackendError};
 use crate::cadence::Cadence;
 use crate::collect::{Collector, Observation};
 use crate::forecast::stage::{ForecastStage, STATE_FORMAT};
+use crate::leadtime::{LeadTime, Rise};
 use crate::model::Resource;
 use crate::plan::{Allocation, Applied, Denial};
 use crate::profile::writer::ProfileWriter;
@@ -48,6 +49,8 @@ pub struct Controller {
     denials_total: crate::model::PerResource<u64>,
     /// How long the policy took to decide in the last cycle (seconds).
     decide_s: f64,
+    /// Whether each rise in usage found its amount already in force.
+    leadtime: LeadTime,
 }
 
 impl Controller {
@@ -68,6 +71,7 @@ impl Controller {
             denials: VecDeque::new(),
             denials_total: Default::default(),
             decide_s: 0.0,
+            leadtime: LeadTime::default(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Controller {
         if let Some(p) = self.profile.as_mut() {
             p.submit(obs.clone());
         }
+        self.classify_rises(&obs);
         if let Some(f) = self.forecasts.as_mut() {
             f.observe(&obs);
             if let Some(p) = &self.profile
@@ -215,6 +220,30 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Classify the rises in usage this observation shows against what was in force during
+    /// its interval (what the actuator last had accepted, else the domain's settings), and
+    /// keep those classified in the profile.
+    fn classify_rises(&mut self, obs: &Observation) {
+        let actuator = &self.actuator;
+        let rises = self.leadtime.observe(obs, |t, r| {
+            (actuator.in_force(&t.id.uuid, r))
+                .or_else(|| crate::actuate::amount_of(&t.settings, r, t.vcpus))
+        });
+        if let Some(p) = &self.profile {
+            p.save_rises(rises);
+        }
+    }
+
+    /// What the lead-time classifier counted.
+    pub fn leadtime(&self) -> &LeadTime {
+        &self.leadtime
+    }
+
+    /// Start with the rises of the last day the profile kept.
+    pub fn adopt_rises(&mut self, rises: Vec<Rise>) {
+        self.leadtime.adopt(rises);
     }
 
     /// Drop the overrides whose time is up, and say so.

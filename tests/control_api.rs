@@ -186,6 +186,12 @@ fn operators_steer_the_daemon_through_the_cli_and_it_survives_a_restart() {
         human.contains("last cycle:") && human.contains("applied"),
         "{human}"
     );
+    // No rise in usage yet: zeros per resource, in the text and the JSON.
+    assert!(
+        human.contains("  cpu   hour     0 / 0 / 0  day     0 / 0 / 0\n"),
+        "{human}"
+    );
+    assert_eq!(status["rises"]["mem"]["day"]["not_covered"], 0, "{status}");
 
     let tenants = json(&d.cli(&["tenants", "--json"]));
     assert_eq!(tenants[0]["name"], "test");
@@ -227,7 +233,14 @@ fn operators_steer_the_daemon_through_the_cli_and_it_survives_a_restart() {
     assert_eq!(explain["override"]["class"], "gold");
     assert_eq!(explain["tenant"]["class"], "gold");
     assert_eq!(explain["bounds"]["mem"][1], 1024.0 * 1024.0);
-    assert!(ok(&d.cli(&["explain", "test"])).contains("an operator's override"));
+    assert_eq!(explain["rises"]["cpu"]["hour"]["ahead"], 0, "{explain}");
+    assert!(explain["last_rises"]["cpu"].is_null(), "{explain}");
+    let text = ok(&d.cli(&["explain", "test"]));
+    assert!(text.contains("an operator's override"), "{text}");
+    assert!(
+        text.contains("rises in usage (ahead / late / not covered): last hour 0 / 0 / 0"),
+        "{text}"
+    );
 
     // Pause and resume: the dry-run switch.
     ok(&d.cli(&["pause"]));
@@ -455,6 +468,7 @@ fn metrics_parse_as_prometheus_text_with_conventional_names() {
         "prescient_host_capacity_memory_bytes",
         "prescient_tenant_allocation_memory_bytes",
         "prescient_tenant_allocation_cpu_cores",
+        "prescient_rises_total",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -464,6 +478,10 @@ fn metrics_parse_as_prometheus_text_with_conventional_names() {
             assert!(s.metric.ends_with("_total"), "{}", s.metric);
         }
     }
+    assert!(
+        text.contains("prescient_rise_late_seconds_count{resource=\"net\"} 0\n"),
+        "{text}"
+    );
     let alloc = (scrape.samples.iter())
         .find(|s| s.metric == "prescient_tenant_allocation_memory_bytes")
         .unwrap();

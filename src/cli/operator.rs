@@ -6,6 +6,7 @@ use super::collect::{cell, pad, utc};
 use crate::allocate::overrides::Override;
 use crate::control::action::{IntentSpec, OverrideSpec, Quantities, percent_encode};
 use crate::control::view::{Explain, IntentView, Status, TenantView};
+use crate::leadtime::{Outcome, Rise, RiseCounts, RiseWindows};
 use crate::model::{Class, PerResource, Resource};
 use crate::plan::{Basis, Binding, Reason};
 use clap::{Args, Subcommand};
@@ -383,7 +384,62 @@ fn render_status(s: &Status) -> String {
         "tenants {}, overrides {}, pending intents {}; refused changes: cpu {}, mem {}, disk {}, net {}; failed cycles {}",
         s.tenants, s.overrides, s.intents, d.cpu, d.mem, d.disk, d.net, s.cycle_errors_total
     );
+    let _ = writeln!(
+        o,
+        "rises in usage, ahead / late / not covered, over the last hour and the last day:"
+    );
+    for r in Resource::ALL {
+        let w = s.rises.get(r);
+        let _ = writeln!(
+            o,
+            "  {:<4}  hour {:>13}  day {:>13}{}",
+            r.name(),
+            rise_counts(&w.hour),
+            rise_counts(&w.day),
+            share_ahead(&w.day)
+        );
+    }
     o
+}
+
+/// Rise counts as `ahead / late / not covered`.
+fn rise_counts(c: &RiseCounts) -> String {
+    format!("{} / {} / {}", c.ahead, c.late, c.not_covered)
+}
+
+/// `  (80% ahead)` for counts with any rise, else nothing.
+fn share_ahead(c: &RiseCounts) -> String {
+    let n = c.ahead + c.late + c.not_covered;
+    if n == 0 {
+        return String::new();
+    }
+    format!("  ({:.0}% ahead)", 100.0 * c.ahead as f64 / n as f64)
+}
+
+/// A tenant's rises of `r` and its last one, for `explain`.
+fn describe_rises(o: &mut String, r: Resource, w: &RiseWindows, last: Option<&Rise>) {
+    let _ = writeln!(
+        o,
+        "  rises in usage (ahead / late / not covered): last hour {}, last day {}",
+        rise_counts(&w.hour),
+        rise_counts(&w.day)
+    );
+    if let Some(x) = last {
+        let outcome = match (x.outcome, x.late_s) {
+            (Outcome::Ahead, _) => "ahead: what was in force covered it".to_string(),
+            (Outcome::Late, Some(s)) => format!("late: covered {s:.0} s after it started"),
+            (Outcome::Late, None) => "late".to_string(),
+            (Outcome::NotCovered, _) => "not covered: capped until it ended".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  last rise {} to {} with {} in force: {outcome}",
+            utc(x.start_ms),
+            show(r, Some(x.level)),
+            x.in_force
+                .map_or("no limit".to_string(), |f| show(r, Some(f)))
+        );
+    }
 }
 
 pub fn tenants(socket: &Path, a: ReportArgs) -> super::CliResult {
@@ -537,6 +593,7 @@ fn render_explain(e: &Explain) -> String {
                 let _ = writeln!(o, "  not allocated (the daemon runs no policy)");
             }
         }
+        describe_rises(&mut o, r, e.rises.get(r), e.last_rises.get(r).as_ref());
     }
     if !e.steps.is_empty() {
         let _ = writeln!(o, "\ncoming buckets (p50 … p95):");
@@ -822,5 +879,75 @@ mod tests {
         assert_eq!(parse_start("2026-12-03T14:00:00Z", 0), Ok(1_796_306_400));
         assert!(parse_start("tomorrow", 0).is_err());
         assert_eq!(parse_duration("2h"), Ok(7200.0));
+    }
+
+    #[test]
+    fn status_and_explain_show_the_rises_ahead_late_and_not_covered() {
+        let mut s = Status::default();
+        s.rises.cpu.hour = RiseCounts {
+            ahead: 3,
+            late: 1,
+            not_covered: 0,
+        };
+        s.rises.cpu.day = RiseCounts {
+            ahead: 8,
+            late: 1,
+            not_covered: 1,
+        };
+        let text = render_status(&s);
+        assert!(
+            text.contains(
+                "rises in usage, ahead / late / not covered, over the last hour and the last day:\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  cpu   hour     3 / 1 / 0  day     8 / 1 / 1  (80% ahead)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  net   hour     0 / 0 / 0  day     0 / 0 / 0\n"),
+            "{text}"
+        );
+        let mut e = Explain::default();
+        e.rises.cpu.day.late = 1;
+        e.last_rises.cpu = Some(Rise {
+            uuid: "u1".into(),
+            resource: Resource::Cpu,
+            start_ms: 1_796_306_400_000,
+            level: 0.98,
+            in_force: Some(0.31),
+            outcome: Outcome::Late,
+            late_s: Some(10.0),
+            end_ms: 1_796_306_420_000,
+        });
+        e.last_rises.mem = Some(Rise {
+            resource: Resource::Mem,
+            level: 2048.0 * 1024.0,
+            in_force: None,
+            outcome: Outcome::Ahead,
+            late_s: None,
+            ..e.last_rises.cpu.clone().unwrap()
+        });
+        let text = render_explain(&e);
+        assert!(
+            text.contains(
+                "  rises in usage (ahead / late / not covered): last hour 0 / 0 / 0, last day 0 / 1 / 0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "  last rise {} to 0.98 with 0.31 in force: late: covered 10 s after it started\n",
+                utc(1_796_306_400_000)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "to 2048Mi with no limit in force: ahead: what was in force covered it\n"
+            ),
+            "{text}"
+        );
     }
 }

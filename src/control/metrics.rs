@@ -7,9 +7,10 @@
 //! allocation (no known capacity, no limit) has no sample.
 
 use super::view::View;
+use crate::leadtime::{LATE_BUCKETS, Outcome};
 use crate::model::Resource;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -171,6 +172,38 @@ impl Collector for ViewCollector {
                 })
                 .collect::<Vec<_>>(),
         )?;
+        let mut rises = Vec::new();
+        for r in Resource::ALL {
+            for o in Outcome::ALL {
+                let labels = vec![
+                    ("resource", r.name().to_string()),
+                    ("outcome", o.name().to_string()),
+                ];
+                rises.push((labels, s.rises_total.get(r).get(o)));
+            }
+        }
+        counters(
+            &mut enc,
+            "prescient_rises",
+            "Rises in the tenants' usage by outcome: ahead (the amount in force covered it), late (a later amount did), not_covered (capped until it ended)",
+            &rises,
+        )?;
+        let mut m = enc.encode_descriptor(
+            "prescient_rise_late_seconds",
+            "Seconds from the start of a late rise until the amount in force covered it",
+            None,
+            MetricType::Histogram,
+        )?;
+        for r in Resource::ALL {
+            let h = s.rise_late_seconds.get(r);
+            let buckets: Vec<(f64, u64)> = (LATE_BUCKETS.iter().copied())
+                .chain([f64::INFINITY])
+                .enumerate()
+                .map(|(i, le)| (le, h.buckets.get(i).copied().unwrap_or(0)))
+                .collect();
+            m.encode_family(&vec![("resource", r.name().to_string())])?
+                .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+        }
         if let Some(p) = &s.shadow_prices {
             gauges(
                 &mut enc,
@@ -396,5 +429,52 @@ mod tests {
         assert!(text.contains("prescient_tenant_capped{"), "{text}");
         let om = render(view, Format::OpenMetrics);
         assert!(om.contains("# TYPE prescient_cycles counter\n") && om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn rise_counters_and_the_late_histogram_are_zeros_before_any_rise() {
+        let text = render(Arc::new(View::default()), Format::Prometheus);
+        assert!(
+            text.contains("# TYPE prescient_rises_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE prescient_rise_late_seconds histogram\n"),
+            "{text}"
+        );
+        for r in ["cpu", "mem", "disk", "net"] {
+            for o in ["ahead", "late", "not_covered"] {
+                let line = format!("prescient_rises_total{{resource=\"{r}\",outcome=\"{o}\"}} 0\n");
+                assert!(text.contains(&line), "{line} missing in\n{text}");
+            }
+            for line in [
+                format!("prescient_rise_late_seconds_count{{resource=\"{r}\"}} 0\n"),
+                format!("prescient_rise_late_seconds_sum{{resource=\"{r}\"}} 0.0\n"),
+                format!("prescient_rise_late_seconds_bucket{{le=\"10.0\",resource=\"{r}\"}} 0\n"),
+                format!("prescient_rise_late_seconds_bucket{{le=\"+Inf\",resource=\"{r}\"}} 0\n"),
+            ] {
+                assert!(text.contains(&line), "{line} missing in\n{text}");
+            }
+        }
+        // A late rise of 12 s: in the 20 s bucket and above, cumulatively.
+        let mut view = View::default();
+        view.status.rises_total.cpu.late = 1;
+        let mut h = crate::leadtime::LateHistogram {
+            buckets: vec![0; LATE_BUCKETS.len() + 1],
+            sum: 12.0,
+            count: 1,
+        };
+        h.buckets[4] = 1;
+        view.status.rise_late_seconds.cpu = h;
+        let text = render(Arc::new(view), Format::Prometheus);
+        for line in [
+            "prescient_rises_total{resource=\"cpu\",outcome=\"late\"} 1\n",
+            "prescient_rise_late_seconds_bucket{le=\"10.0\",resource=\"cpu\"} 0\n",
+            "prescient_rise_late_seconds_bucket{le=\"20.0\",resource=\"cpu\"} 1\n",
+            "prescient_rise_late_seconds_bucket{le=\"+Inf\",resource=\"cpu\"} 1\n",
+            "prescient_rise_late_seconds_sum{resource=\"cpu\"} 12.0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::allocate::overrides::Override;
 use crate::forecast::history::present;
+use crate::leadtime::{LateHistogram, Rise, RiseCounts, RiseWindows};
 use crate::model::{Class, PerResource, Resource};
 use crate::pipeline::Controller;
 use crate::plan::{Binding, Reason};
@@ -64,6 +65,15 @@ pub struct Status {
     pub denials_total: PerResource<u64>,
     /// Cycles that failed (collection or apply errors) since the daemon started.
     pub cycle_errors_total: u64,
+    /// Rises in the tenants' usage by outcome, per resource: over the last hour and day
+    /// (kept across restarts), and since the daemon started.
+    #[serde(default)]
+    pub rises: PerResource<RiseWindows>,
+    #[serde(default)]
+    pub rises_total: PerResource<RiseCounts>,
+    /// The seconds late of late rises since the daemon started, per resource.
+    #[serde(default)]
+    pub rise_late_seconds: PerResource<LateHistogram>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -142,6 +152,12 @@ pub struct Explain {
     #[serde(rename = "override")]
     pub override_: Option<Override>,
     pub denials: Vec<DenialView>,
+    /// The tenant's rises in usage over the last hour and day, and its last one of each
+    /// resource in the last day.
+    #[serde(default)]
+    pub rises: PerResource<RiseWindows>,
+    #[serde(default)]
+    pub last_rises: PerResource<Option<Rise>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -199,6 +215,10 @@ impl View {
         let overrides = controller.overrides();
         status.cycles = controller.cycles();
         status.denials_total = controller.denials_total();
+        let leadtime = controller.leadtime();
+        status.rises = leadtime.windows(None);
+        status.rises_total = leadtime.totals();
+        status.rise_late_seconds = leadtime.late_seconds();
         status.paused = controller.actuator().config().dry_run;
         status.policy = controller.policy().map(|p| p.describe());
         status.shadow_prices = controller.policy().and_then(|p| p.prices());
@@ -387,6 +407,8 @@ impl View {
                 },
                 override_: ov.cloned(),
                 denials,
+                rises: leadtime.windows(Some(uuid)),
+                last_rises: leadtime.last(uuid),
                 tenant: view.clone(),
             });
             tenants.push(view);

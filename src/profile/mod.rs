@@ -14,6 +14,7 @@ mod lock;
 pub mod writer;
 
 use crate::collect::{Observation, TenantStats, total};
+use crate::leadtime::Rise;
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
 use crate::plan::{Allocation, Applied, DomainSettings, Plan, Reason, Setting};
@@ -137,6 +138,23 @@ CREATE TABLE operator_state (
     json      TEXT NOT NULL,
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Each rise in a tenant's usage once its outcome is known (see src/leadtime.rs): when the
+-- sample interval that first showed it started, the usage it rose to, what was in force
+-- then (NULL: unlimited), whether that covered it (ahead), a later amount did (late, with
+-- the seconds until then) or it ended still capped (not_covered), and when that was known.
+CREATE TABLE rises (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    resource  TEXT NOT NULL,
+    start_ms  INTEGER NOT NULL,
+    level     REAL NOT NULL,
+    in_force  REAL,
+    outcome   TEXT NOT NULL CHECK (outcome IN ('ahead','late','not_covered')),
+    late_s    REAL,
+    end_ms    INTEGER
+);
+CREATE INDEX rises_by_start ON rises (start_ms);
 "#,
 ];
 
@@ -642,6 +660,11 @@ impl ProfileDb {
             params![now_ms - retention.history_ms],
         )
         .map_err(sql)?;
+        tx.execute(
+            "DELETE FROM rises WHERE start_ms < ?1",
+            params![now_ms - retention.history_ms],
+        )
+        .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(())
     }
@@ -747,6 +770,88 @@ impl ProfileDb {
         }
         tx.commit().map_err(sql)?;
         Ok(saved)
+    }
+
+    /// Store classified rises (tenants not in the profile yet are skipped).
+    pub fn save_rises(&mut self, rises: &[Rise]) -> Result<usize, ProfileError> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut saved = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO rises (tenant_id, resource, start_ms, level, in_force, outcome,
+                         late_s, end_ms)
+                     SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM tenants WHERE uuid = ?1",
+                )
+                .map_err(sql)?;
+            for r in rises {
+                saved += put
+                    .execute(params![
+                        &*r.uuid,
+                        r.resource.name(),
+                        r.start_ms,
+                        r.level,
+                        r.in_force.filter(|f| f.is_finite()),
+                        r.outcome.name(),
+                        r.late_s,
+                        r.end_ms
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(saved)
+    }
+
+    /// The rises that started at or after `since_ms`, oldest first. Rows this build cannot
+    /// read (an unknown resource or outcome) are skipped.
+    pub fn load_rises(&self, since_ms: i64) -> Result<Vec<Rise>, ProfileError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT t.uuid, r.resource, r.start_ms, r.level, r.in_force, r.outcome, r.late_s,
+                        coalesce(r.end_ms, r.start_ms)
+                 FROM rises r JOIN tenants t ON t.id = r.tenant_id
+                 WHERE r.start_ms >= ?1 ORDER BY r.start_ms, r.rowid",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map(params![since_ms], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, Option<f64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<f64>>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uuid, resource, start_ms, level, in_force, outcome, late_s, end_ms) =
+                row.map_err(|e| self.sql(e))?;
+            let Some(resource) = Resource::ALL.into_iter().find(|r| r.name() == resource) else {
+                continue;
+            };
+            let Ok(outcome) = outcome.parse() else {
+                continue;
+            };
+            out.push(Rise {
+                uuid: uuid.into(),
+                resource,
+                start_ms,
+                level,
+                in_force,
+                outcome,
+                late_s,
+                end_ms,
+            });
+        }
+        Ok(out)
     }
 
     /// Keep what each domain had when first seen; a tenant already kept is left as it is.

@@ -309,7 +309,7 @@ fn an_older_profile_is_migrated() {
     drop(ProfileDb::open(&path, false).unwrap());
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TABLE operator_state; DROP TABLE taken_over; DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
+        "DROP TABLE rises; DROP TABLE operator_state; DROP TABLE taken_over; DROP TABLE actuations; DROP TABLE allocations; DROP TABLE forecasters; \
          PRAGMA user_version=1;",
     )
     .unwrap();
@@ -472,4 +472,112 @@ fn changes_denials_and_original_settings_are_kept() {
         got.iter()
             .any(|(ts, a)| a.accepted && *ts == 1_000_600 && a.wanted == 2048.0)
     );
+}
+
+#[test]
+fn rises_are_written_through_the_writer_and_read_back_from_a_start_on() {
+    use crate::leadtime::{Outcome, Rise};
+    let (_dir, path, mut w) = writer_fixture(); // _dir: kept alive to the end
+    let o = obs(&mut Collector::new(), 1000, 1);
+    let uuid = Arc::clone(&o.tenants[0].id.uuid);
+    w.submit(o);
+    let rise = |start_ms, outcome, late_s, in_force| Rise {
+        uuid: Arc::clone(&uuid),
+        resource: Resource::Cpu,
+        start_ms,
+        level: 0.98,
+        in_force,
+        outcome,
+        late_s,
+        end_ms: start_ms + 20_000,
+    };
+    let rises = vec![
+        rise(1_000_000, Outcome::Ahead, None, Some(1.2)),
+        rise(2_000_000, Outcome::Late, Some(20.0), Some(0.3)),
+        rise(3_000_000, Outcome::NotCovered, None, Some(f64::INFINITY)),
+    ];
+    w.save_rises(rises.clone());
+    // A tenant the profile does not know is skipped, not an error.
+    let mut stranger = rise(4_000_000, Outcome::Ahead, None, None);
+    stranger.uuid = "unknown".into();
+    w.save_rises(vec![stranger]);
+    w.shutdown();
+    let c = Connection::open(&path).unwrap();
+    let row: (String, i64, f64, Option<f64>, String, Option<f64>, i64) = c
+        .query_row(
+            "SELECT resource, start_ms, level, in_force, outcome, late_s, end_ms FROM rises
+             WHERE outcome = 'late'",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "cpu".into(),
+            2_000_000,
+            0.98,
+            Some(0.3),
+            "late".into(),
+            Some(20.0),
+            2_020_000
+        )
+    );
+    let db = ProfileDb::open(&path, false).unwrap();
+    let back = db.load_rises(0).unwrap();
+    // Unlimited is kept as NULL.
+    let mut expected = rises.clone();
+    expected[2].in_force = None;
+    assert_eq!(back, expected);
+    assert_eq!(db.load_rises(1_500_000).unwrap(), expected[1..]);
+    // An outcome outside the three is refused by the table.
+    let bad = c.execute(
+        "INSERT INTO rises (tenant_id, resource, start_ms, level, outcome) VALUES (1, 'cpu', 1, 1.0, 'early')",
+        [],
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn a_profile_from_before_rises_were_kept_opens_with_no_rises() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let mut db = ProfileDb::open(&path, false).unwrap();
+    let mut c = Collector::new();
+    let batch: Vec<_> = (0..3).map(|i| obs(&mut c, 1000 + 10 * i, 2)).collect();
+    db.write(&batch).unwrap();
+    drop(db);
+    // The schema as the previous version left it.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(&format!(
+        "DROP TABLE rises; PRAGMA user_version={};",
+        SCHEMA_VERSION - 1
+    ))
+    .unwrap();
+    drop(c);
+    let db = ProfileDb::open(&path, false).unwrap();
+    let v: i64 = db
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    assert_eq!(db.counts().unwrap().samples, 6, "the old samples are kept");
+    let rises = db.load_rises(0).unwrap();
+    assert!(rises.is_empty());
+    let mut lt = crate::leadtime::LeadTime::default();
+    lt.adopt(rises);
+    let w = lt.windows(None);
+    for r in Resource::ALL {
+        assert_eq!(*w.get(r), Default::default(), "{r}");
+    }
 }

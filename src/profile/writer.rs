@@ -4,6 +4,7 @@
 use super::Actuation;
 use super::{ProfileDb, ProfileError, Retention};
 use crate::collect::Observation;
+use crate::leadtime::Rise;
 use crate::plan::{Allocation, Applied, DomainSettings, Plan};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -26,6 +27,8 @@ enum Msg {
     Allocation(i64, String, Box<Allocation>, bool),
     /// The changes tried on the domains (at_ms, records).
     Actuations(i64, Vec<Actuation>),
+    /// Rises in usage whose outcome is known.
+    Rises(Vec<Rise>),
     /// What domains had when first seen (at_ms, per UUID), answering when committed.
     TakenOver(i64, Vec<DomainSettings>, mpsc::Sender<Result<(), String>>),
     Flush(mpsc::Sender<Result<(), String>>),
@@ -49,7 +52,8 @@ pub struct WriterStats {
     pub samples_lost: u64,
     /// Failed attempts to store samples (each is retried with what is queued).
     pub write_failures: u64,
-    /// Allocation and actuation records that could not be stored (they are not retried).
+    /// Allocation, actuation and rise records that could not be stored (they are not
+    /// retried).
     pub allocations_lost: u64,
 }
 
@@ -170,6 +174,16 @@ impl ProfileWriter {
         }
         if self.tx.try_send(Msg::Actuations(at_ms, records)).is_err() {
             tracing::warn!("profile writer is behind or stopped; actuation records were dropped");
+        }
+    }
+
+    /// Store rises in usage whose outcome is known.
+    pub fn save_rises(&self, rises: Vec<Rise>) {
+        if rises.is_empty() {
+            return;
+        }
+        if self.tx.try_send(Msg::Rises(rises)).is_err() {
+            tracing::warn!("profile writer is behind or stopped; rise records were dropped");
         }
     }
 
@@ -313,6 +327,12 @@ fn run(
                     let _ = commit(&mut db, &mut pending, &mut stats);
                     let saved = db.save_actuations(at_ms, &records);
                     record_kept(saved, "actuation", &mut allocation_failures, &mut stats);
+                }
+                Msg::Rises(rises) => {
+                    // Samples first: the tenants' rows must exist.
+                    let _ = commit(&mut db, &mut pending, &mut stats);
+                    let saved = db.save_rises(&rises);
+                    record_kept(saved, "rise", &mut allocation_failures, &mut stats);
                 }
                 Msg::TakenOver(at_ms, domains, reply) => {
                     // Samples first: the tenants' rows must exist.
