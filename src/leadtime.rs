@@ -13,7 +13,12 @@
 //!   level) before that.
 //!
 //! A rise starts at the start of the sample interval that first showed it (the previous
-//! observation's time): the step happened within that interval. Only observation
+//! observation's time): the step happened within that interval. A cap hides how far demand
+//! rose, so a sample capped by the amount in force opens a candidate: it becomes a rise
+//! (from that sample's start) once the served usage shows the threshold, under a cap that
+//! grows or when the cap lets go, and is dropped if the cap lets go below it. A rise whose
+//! served usage never shows the threshold cannot be told from a tenant held a little
+//! below what it wants, and is not counted. Only observation
 //! timestamps are used, never the clock, so the daemon and the simulator count alike. A
 //! rise still open when its tenant vanishes is dropped.
 
@@ -171,6 +176,10 @@ struct Open {
     base: f64,
     level: f64,
     in_force: Option<f64>,
+    /// Seen to stand a threshold above its base. A sample capped by the amount in force
+    /// hides how far demand rose: a rise that starts capped is a candidate until its usage
+    /// shows the threshold (under a growing cap, or once uncovered).
+    confirmed: bool,
     /// Classified (ahead or late): only its end is waited for.
     done: bool,
 }
@@ -236,8 +245,8 @@ impl LeadTime {
                     end_ms: at,
                 };
                 match &mut tr.open {
-                    Some(open) if u < (open.base + open.level) / 2.0 => {
-                        if !open.done {
+                    Some(open) if !capped && u < (open.base + open.level) / 2.0 => {
+                        if open.confirmed && !open.done {
                             out.push(rise(
                                 Outcome::NotCovered,
                                 open.level,
@@ -249,9 +258,10 @@ impl LeadTime {
                         tr.open = None;
                     }
                     Some(open) => {
-                        if !open.done {
-                            open.level = open.level.max(u);
-                            if covers(open.level) {
+                        open.level = open.level.max(u);
+                        open.confirmed |= open.level >= open.base + threshold(r, t.most(r));
+                        if !open.done && covers(open.level) {
+                            if open.confirmed {
                                 let covered_from = since.unwrap_or(at);
                                 let late_s = (covered_from - open.start_ms).max(0) as f64 / 1000.0;
                                 out.push(rise(
@@ -262,25 +272,30 @@ impl LeadTime {
                                     Some(late_s),
                                 ));
                                 open.done = true;
+                            } else {
+                                // Uncapped below the threshold: the cap hid no rise.
+                                tr.open = None;
                             }
                         }
                     }
                     None => {
                         let base = tr.recent.iter().copied().reduce(f64::min);
-                        if let (Some(base), Some(start_ms)) = (base, since)
-                            && u >= base + threshold(r, t.most(r))
-                        {
-                            let ahead = covers(u);
+                        if let (Some(base), Some(start_ms)) = (base, since) {
+                            let confirmed = u >= base + threshold(r, t.most(r));
+                            let ahead = confirmed && covers(u);
                             if ahead {
                                 out.push(rise(Outcome::Ahead, u, f, start_ms, None));
                             }
-                            tr.open = Some(Open {
-                                start_ms,
-                                base,
-                                level: u,
-                                in_force: f,
-                                done: ahead,
-                            });
+                            if confirmed || capped {
+                                tr.open = Some(Open {
+                                    start_ms,
+                                    base,
+                                    level: u,
+                                    in_force: f,
+                                    confirmed,
+                                    done: ahead,
+                                });
+                            }
                         }
                     }
                 }
@@ -461,6 +476,36 @@ mod tests {
             1
         );
         assert_eq!(lt.totals().cpu.late, 1);
+    }
+
+    #[test]
+    fn a_step_hidden_under_a_low_cap_counts_from_its_first_capped_sample() {
+        // Held at 0.1, then 0.15 and 0.23: the served usage shows no rise yet; at 0.34 it
+        // does, and the rise started when the cap first bound.
+        let (_, rises) = run(&[
+            IDLE,
+            IDLE,
+            (0.1, true, Some(0.1)),
+            (0.15, true, Some(0.15)),
+            (0.23, true, Some(0.23)),
+            (0.34, true, Some(0.34)),
+            (1.0, false, Some(1.2)),
+        ]);
+        assert_eq!(rises.len(), 1, "{rises:?}");
+        let r = &rises[0];
+        assert_eq!(
+            (r.outcome, r.start_ms, r.late_s),
+            (Outcome::Late, 20_000, Some(40.0))
+        );
+        // A cap that bound below the threshold and let go is no rise.
+        let (_, rises) = run(&[
+            IDLE,
+            IDLE,
+            (0.1, true, Some(0.1)),
+            (0.12, false, Some(0.15)),
+            IDLE,
+        ]);
+        assert!(rises.is_empty(), "{rises:?}");
     }
 
     #[test]

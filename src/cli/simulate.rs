@@ -350,6 +350,19 @@ pub fn render(reports: &[Report]) -> String {
             }
             let _ = writeln!(s);
         }
+        let _ = write!(s, "  rises ahead / late / not covered:");
+        for res in Resource::ALL {
+            let c = r.rises.get(res);
+            let _ = write!(
+                s,
+                " {} {}/{}/{}",
+                res.name(),
+                c.ahead,
+                c.late,
+                c.not_covered
+            );
+        }
+        let _ = writeln!(s);
     }
     s
 }

@@ -201,6 +201,11 @@ pub struct Report {
     /// The shadow prices, for a policy that has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<Prices>,
+    /// Each rise in a tenant's usage, per resource: whether the amount in force was
+    /// already there (ahead), came later (late) or never before it ended (not covered), as
+    /// the daemon counts it ([`crate::leadtime`]).
+    #[serde(default)]
+    pub rises: PerResource<crate::leadtime::RiseCounts>,
 }
 
 #[cfg(test)]

@@ -147,6 +147,7 @@ pub fn run(
         resources,
         overall,
         prices: prices.prices(),
+        rises: controller.leadtime().totals(),
     })
 }
 #[cfg(test)]

@@ -157,6 +157,7 @@ mod tests {
                 ..Default::default()
             },
             prices: None,
+            rises: Default::default(),
         };
         // As a sweep on the slice draws them: points in every corner of the plot.
         let reports = vec![

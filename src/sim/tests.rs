@@ -451,6 +451,29 @@ fn prescient_rises_before_a_recurring_step_and_reactive_after() {
 }
 
 #[test]
+fn the_report_counts_each_policys_rises_as_the_daemon_does() {
+    // An hourly cycle: 100 MHz for 30 minutes, then 1000 for 30; 72 steps over three days.
+    let d: Vec<f32> = (0..864)
+        .map(|k| if k % 12 >= 6 { 1000.0 } else { 100.0 })
+        .collect();
+    let r = replay(&[&d]);
+    let reports = run_all(&r, &[Class::Gold], 1.5, &["prescient", "reactive"]);
+    let (p, q) = (reports[0].rises.cpu, reports[1].rises.cpu);
+    // Each step counted once (the first, before the loop has a base to compare with, and
+    // one still open when the replay ends, may not be).
+    for c in [p, q] {
+        let n = c.ahead + c.late + c.not_covered;
+        assert!((66..=72).contains(&n), "prescient {p:?}, reactive {q:?}");
+    }
+    // Once the cycle is learnt (a day), prescient is ready at each step. reactive never is:
+    // its cap grows 1.5× an interval, and the rise shows once the served usage has grown
+    // past the threshold under it.
+    assert!(p.ahead >= 40, "{p:?}");
+    assert_eq!(q.ahead, 0, "{q:?}");
+    assert_eq!(reports[0].rises.mem.ahead + reports[0].rises.mem.late, 0);
+}
+
+#[test]
 fn prescient_probes_out_of_a_cap() {
     // A step the forecasts cannot know: served usage is capped at the allocation, and a
     // capped tenant gets ×1.5 more at least until it is not capped.
