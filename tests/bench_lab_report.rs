@@ -290,3 +290,50 @@ fn with_noise_the_random_busy_phases_are_sorted_apart_and_set_against_chance() {
         "{printed}"
     );
 }
+
+#[test]
+fn mem_steps_are_sorted_where_the_balloon_had_to_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prescient.db");
+    profile(&db);
+    // idle,mem,idle: the same slots as the cpu steps above. Every guest uses 100000 KiB
+    // before its phase; the level is that plus 0.9 × the mem phase's 192 MiB.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE samples SET mem_used_kib = 100000;
+             INSERT INTO actuations VALUES (1, 30000000, 'mem', 400000, 1),
+                 (2, 30000000, 'mem', 150000, 1), (2, 30125000, 'mem', 350000, 1),
+                 (3, 30000000, 'mem', 150000, 1), (3, 30140000, 'mem', 350000, 1);",
+        )
+        .unwrap();
+    let printed = report(dir.path(), &["--schedule", "idle,mem,idle"]);
+    let mem = std::fs::read_to_string(dir.path().join("steps-prescient-mem.tsv")).unwrap();
+    let outcomes: Vec<(&str, &str, &str)> = mem
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], f[12], f[13])
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("prescient-lab-1", "ahead", "-"),
+            ("prescient-lab-2", "late", "5.0"),
+            ("prescient-lab-3", "not_covered", "-"),
+            ("prescient-lab-3", "ahead", "-"),
+        ]
+    );
+    // Tenant 1's balloon never had to move: left out of the sorting.
+    assert!(
+        printed.contains(" mem, steps where the allocation had to rise"),
+        "{printed}"
+    );
+    assert!(printed.contains("(1 steps left out"), "{printed}");
+    assert!(
+        printed.contains("  all     steps   3  room   3: ahead   1"),
+        "{printed}"
+    );
+}
