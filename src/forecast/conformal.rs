@@ -97,6 +97,7 @@ struct Stored {
     resid: Vec<f32>,
     written: Vec<u64>,
     delta: Vec<f32>,
+    #[serde(alias = "offset")]
     local: Vec<f32>,
 }
 
@@ -450,6 +451,12 @@ mod tests {
                 }
             }
         }
+        // The same saved as JSON, whose last vector was named `offset` then.
+        let json = serde_json::to_string(&old)
+            .unwrap()
+            .replace("\"local\"", "\"offset\"");
+        let from_json: Conformal = serde_json::from_str(&json).unwrap();
+        assert_eq!(from_json.offsets(1, 3), c.offsets(1, 3));
         // And the converted state encodes and decodes as itself.
         let again: Conformal = postcard::from_bytes(&postcard::to_allocvec(&c).unwrap()).unwrap();
         assert_eq!(again.offsets(1, 3), c.offsets(1, 3));
