@@ -15,10 +15,10 @@
 //! its error at each phase of the hour (the origin's 5-minute slot in the hour) compares
 //! with its overall error: many tenants repeat every hour, and which candidate is best
 //! depends on where in that cycle the forecast starts. The conformal quantiles are scaled
-//! by the phase of the hour of the step forecast (how large the ensemble's residuals are
-//! there, learnt from every origin); their windows of normalised residuals and the
-//! candidates' p95 tracking take every 7th origin (7 is prime to the hourly cycle, so every
-//! phase is represented), as a longer window for the same memory.
+//! by the phase of the hour of the step forecast (how far the actual has run above the
+//! ensemble's point there, learnt from every origin); their windows of normalised residuals
+//! and the candidates' p95 tracking take every 7th origin (7 is prime to the hourly cycle,
+//! so every phase is represented), as a longer window for the same memory.
 //!
 //! The whole state is `serde`-serialisable; restoring it gives identical forecasts.
 //! [`TenantForecaster`] holds the four series of a tenant. `eval` runs the `forecast-eval`
