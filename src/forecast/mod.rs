@@ -14,9 +14,11 @@
 //! interpolated). Besides each candidate's overall discounted error, the scores keep how
 //! its error at each phase of the hour (the origin's 5-minute slot in the hour) compares
 //! with its overall error: many tenants repeat every hour, and which candidate is best
-//! depends on where in that cycle the forecast starts. The conformal residuals and the
-//! candidates' p95 tracking take every 7th origin (7 is prime to the hourly cycle, so every
-//! phase is represented), as a longer window for the same memory.
+//! depends on where in that cycle the forecast starts. The conformal quantiles are scaled
+//! by the phase of the hour of the step forecast (how far the actual has run above the
+//! ensemble's point there, learnt from every origin); their windows of normalised residuals
+//! and the candidates' p95 tracking take every 7th origin (7 is prime to the hourly cycle,
+//! so every phase is represented), as a longer window for the same memory.
 //!
 //! The whole state is `serde`-serialisable; restoring it gives identical forecasts.
 //! [`TenantForecaster`] holds the four series of a tenant. `eval` runs the `forecast-eval`
@@ -464,6 +466,8 @@ impl SeriesForecaster {
         // half-life), so that they rest on recent scores.
         let keep_phase = 0.5f32.powf(2.0 * ensemble::PHASES as f32 / self.cfg.half_life);
         let width = m + 1;
+        // The conformal scales are kept by the phase of the target: this step.
+        let target_phase = self.phase();
         for (i, &k) in SCORED.iter().enumerate() {
             let k = k as u64;
             if step < k {
@@ -494,8 +498,8 @@ impl SeriesForecaster {
                 }
             }
             let e = rec[m];
-            if slow && present(e) {
-                self.conformal.push(i, y - e);
+            if present(e) {
+                self.conformal.observe(i, target_phase, y - e, slow);
             }
         }
     }
@@ -702,7 +706,11 @@ impl SeriesForecaster {
             point[k - 1] = p;
             let mut prev = 0.0f32;
             let (i0, i1, t) = interp_at(k);
-            let (o0, o1) = (self.conformal.offsets(i0), self.conformal.offsets(i1));
+            let target = phase_of(self.hist.last_ts + k as i64 * STEP_S);
+            let (o0, o1) = (
+                self.conformal.offsets(i0, target),
+                self.conformal.offsets(i1, target),
+            );
             for l in 0..4 {
                 let off = o0[l] * (1.0 - t) + o1[l] * t;
                 let q = (p + off).max(prev).max(0.0);

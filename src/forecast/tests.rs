@@ -256,6 +256,58 @@ fn conformal_p95_covers_a_stationary_noisy_series() {
     }
 }
 
+/// An hourly cycle: busy (1 core) at phases 1–5, idle (a few thousandths of a core) at
+/// 7–11; at phases 0 and 6 (the boundaries) busy or idle by the toss of a coin.
+fn cyclic(t: usize, rng: &mut Lcg) -> f64 {
+    let p = t % 12;
+    let busy = match p {
+        0 | 6 => rng.next() < 0.0,
+        _ => p < 6,
+    };
+    if busy {
+        1.0 + 0.01 * rng.next()
+    } else {
+        0.005 + 0.005 * rng.next()
+    }
+}
+
+#[test]
+fn quantiles_are_narrow_where_a_cycle_is_regular_and_wide_at_its_boundary() {
+    let mut f = SeriesForecaster::default();
+    let mut rng = Lcg(21);
+    // Ten days; the last observation at phase 11, so that horizon k targets phase k − 1.
+    let n = 10 * DAY as usize;
+    for t in 0..n {
+        f.update(T0 + 300 * t as i64, cyclic(t, &mut rng)).unwrap();
+    }
+    let fc = f.forecast();
+    let mut seen = String::new();
+    for k in 1..=24 {
+        let phase = (n - 1 + k) % 12;
+        let [p50, _, p95, _] = fc.quantiles[k - 1];
+        let point = fc.point[k - 1];
+        seen += &format!("h{k} phase {phase}: point {point:.3} p50 {p50:.3} p95 {p95:.3}\n");
+    }
+    for k in 1..=24 {
+        let phase = (n - 1 + k) % 12;
+        let [p50, _, p95, _] = fc.quantiles[k - 1];
+        let point = fc.point[k - 1];
+        if phase.is_multiple_of(6) {
+            // The coin toss: the p95 is wide (reaching the busy level every time would take
+            // more than a 95 % coverage over all phases asks for).
+            assert!(p95 - point > 0.3, "h{k} (boundary) narrow:\n{seen}");
+        } else {
+            // Regular: within a tenth of a core of the point.
+            assert!(p95 - point < 0.1, "h{k} (regular) too wide:\n{seen}");
+        }
+        // The p50 is the point forecast's, not pulled towards 0 at a boundary.
+        assert!(
+            (p50 - point).abs() < 0.05,
+            "h{k}: p50 off the point:\n{seen}"
+        );
+    }
+}
+
 #[test]
 fn save_and_restore_give_identical_forecasts() {
     let mut f = SeriesForecaster::default();
