@@ -58,6 +58,13 @@ impl Resource {
         }
     }
 
+    /// A rate (CPU time, disk and network throughput): what one tenant leaves unused in an
+    /// instant is the others' at once. Memory is a stock: what a guest was given stays with
+    /// it until it is taken back.
+    pub fn is_rate(self) -> bool {
+        self != Resource::Mem
+    }
+
     /// The unit the resource is measured in throughout the pipeline.
     pub fn unit(self) -> &'static str {
         match self {

@@ -10,7 +10,7 @@
 //! [`Prescient::PROBE_GROWTH`] × the last one: it probes upward until it is no longer capped.
 
 use super::baselines::{FLOOR, Reactive};
-use super::solve::{Demand, Item, solve};
+use super::solve::{Demand, Item, solve_each_bucket};
 use super::{Inputs, Policy, static_shares};
 use crate::model::STEP_S;
 use crate::model::{PerResource, Resource};
@@ -131,8 +131,8 @@ impl Learned {
 
 /// What the solve's binding is read against, for one tenant and resource.
 struct Known {
-    /// The forecast's p50 and p95 used (None: there was none).
-    step: Option<(f64, f64)>,
+    /// The forecast's p50 and p95 of each bucket solved (none: there was no forecast).
+    steps: Vec<(f64, f64)>,
     basis: Basis,
     /// The domain's size where it bounds the allocation below its limit.
     size: Option<f64>,
@@ -246,9 +246,12 @@ impl Policy for Prescient {
             let shares = static_shares(obs, rules, r);
             let capacity = rules.capacity(&obs.host, r);
             let cost = self.ledger[r.index()].cost(self.cost);
+            // How many buckets this allocation covers.
+            let span =
+                usize::try_from((*last_bucket.get(r) - now_bucket) / bucket).unwrap_or(0) + 1;
             let reservations: Vec<f64> =
                 (obs.tenants.iter()).map(|t| rules.bounds(t, r).0).collect();
-            let (items, known): (Vec<Item>, Vec<Known>) = obs
+            let (asks, known): (Vec<Vec<Item>>, Vec<Known>) = obs
                 .tenants
                 .iter()
                 .zip(&shares)
@@ -261,32 +264,41 @@ impl Policy for Prescient {
                     let size = t.most(r).filter(|&m| m < limit && m >= reservation);
                     let hi = capacity.unwrap_or(f64::INFINITY).min(size.unwrap_or(limit));
                     let mut lo = (FLOOR * share).max(reservation);
-                    // The forecast's step for the coming interval, raised to the steps up to
-                    // the one the next decision comes into force in (a rise is made before
-                    // the demand arrives); a forecast that does not reach the coming
+                    // The forecast's steps from the coming interval's to the one the next
+                    // decision comes into force in (a rise is made before the demand
+                    // arrives): each its own for a rate, their highest for a stock
+                    // ([`solve_each_bucket`]). A forecast that does not reach the coming
                     // interval (the tenant was away) is stale: ask as reactive would.
-                    let step = f.and_then(|(origin, fc)| {
+                    let steps = f.and_then(|(origin, fc)| {
                         let qs = &fc.get(r).quantiles;
-                        let index = |b: i64| usize::try_from((b - origin) / bucket - 1).ok();
-                        let first = index(now_bucket)?;
-                        let last = index(*last_bucket.get(r)).unwrap_or(first);
-                        let mut q = qs.get(first)?.map(f64::from);
-                        for later in qs.iter().take(last + 1).skip(first + 1) {
-                            for (e, &v) in q.iter_mut().zip(later) {
-                                *e = e.max(f64::from(v));
+                        let first = usize::try_from((now_bucket - origin) / bucket - 1).ok()?;
+                        let mut steps = vec![qs.get(first)?.map(f64::from)];
+                        for later in qs.iter().skip(first + 1).take(span - 1) {
+                            let later = later.map(f64::from);
+                            if r.is_rate() {
+                                steps.push(later);
+                            } else {
+                                for (e, v) in steps[0].iter_mut().zip(later) {
+                                    *e = e.max(v);
+                                }
                             }
                         }
-                        Some(q)
+                        Some(steps)
                     });
-                    let (demand, basis) = match (step, t.usage.get(r)) {
-                        (Some([p50, p90, p95, p99]), _) => {
-                            (Demand::from_quantiles(p50, p90, p95, p99), Basis::Forecast)
-                        }
+                    let (demands, basis) = match (&steps, t.usage.get(r)) {
+                        (Some(steps), _) => (
+                            (steps.iter())
+                                .map(|&[p50, p90, p95, p99]| {
+                                    Demand::from_quantiles(p50, p90, p95, p99)
+                                })
+                                .collect(),
+                            Basis::Forecast,
+                        ),
                         (None, Some(u)) => (
-                            Demand::certain(u * (1.0 + Reactive::DEFAULT_MARGIN)),
+                            vec![Demand::certain(u * (1.0 + Reactive::DEFAULT_MARGIN))],
                             Basis::Usage,
                         ),
-                        (None, None) => (Demand::certain(share), Basis::Share),
+                        (None, None) => (vec![Demand::certain(share)], Basis::Share),
                     };
                     let last = l.allocation[r.index()];
                     if *t.capped.get(r) && last.is_finite() {
@@ -299,32 +311,42 @@ impl Policy for Prescient {
                         Some(tau) => cost.max(1e-9) / (1.0 - tau),
                         None => class.weight,
                     };
-                    let item = Item {
-                        value: value * l.sensitivity[r.index()],
-                        priority: class.weight,
-                        demand,
-                        lo: lo.min(hi),
-                        hi,
-                    };
+                    let items = (demands.into_iter())
+                        .map(|demand| Item {
+                            value: value * l.sensitivity[r.index()],
+                            priority: class.weight,
+                            demand,
+                            lo: lo.min(hi),
+                            hi,
+                        })
+                        .collect();
                     let k = Known {
-                        step: step.map(|q| (q[0], q[2])),
+                        steps: (steps.iter().flatten()).map(|q| (q[0], q[2])).collect(),
                         basis,
                         size,
                         domain: t.most(r),
                         limit,
                     };
-                    (item, k)
+                    (items, k)
                 })
                 .unzip();
-            let s = solve(&items, capacity, cost);
-            self.prices[r.index()] = s.lambda;
-            let why = reasons.iter_mut().zip(&known).zip(&s.binding);
-            for ((((a, x), l), ((why, k), &binding)), &reserved) in (amounts.iter_mut())
-                .zip(s.x)
-                .zip(learned.iter_mut())
-                .zip(why)
-                .zip(&reservations)
+            // Bucket b's items; a tenant whose forecast ends sooner keeps its last step.
+            let buckets: Vec<Vec<Item>> = (0..asks.iter().map(Vec::len).max().unwrap_or(1))
+                .map(|b| (asks.iter()).map(|a| a[b.min(a.len() - 1)]).collect())
+                .collect();
+            let s = solve_each_bucket(&buckets, capacity, cost);
+            self.prices[r.index()] = s.solution.lambda;
+            let why = reasons.iter_mut().zip(&known).zip(&s.solution.binding);
+            let decisive = s.bucket.iter().zip(&s.lambdas);
+            for (((((a, x), l), ((why, k), &binding)), &reserved), (&b, &lambda)) in (amounts
+                .iter_mut())
+            .zip(s.solution.x)
+            .zip(learned.iter_mut())
+            .zip(why)
+            .zip(&reservations)
+            .zip(decisive)
             {
+                let step = k.steps.get(b).or(k.steps.last());
                 let below = |v: f64| x < v * (1.0 - 1e-9);
                 let binding = match binding {
                     // Squeezed below what the operator reserved: the reservations do not fit.
@@ -347,10 +369,10 @@ impl Policy for Prescient {
                     b => b,
                 };
                 *why.get_mut(r) = Reason {
-                    forecast_p50: k.step.map(|q| q.0),
-                    forecast_p95: k.step.map(|q| q.1),
+                    forecast_p50: step.map(|q| q.0),
+                    forecast_p95: step.map(|q| q.1),
                     binding,
-                    lambda: s.lambda,
+                    lambda,
                     sensitivity: l.sensitivity[r.index()],
                     basis: Some(k.basis),
                 };
@@ -450,6 +472,77 @@ mod tests {
         let within = cpu_with(5.0);
         assert!(early >= 0.9, "raised for the busy bucket: {early}");
         assert!(within < 0.5, "the idle bucket alone: {within}");
+    }
+
+    /// The lab's shape: three 1-vCPU tenants on 2 cores taking turns to be busy for 80 s of
+    /// every 240 s, silver then bronze then gold. The decision just before bronze's step
+    /// also covers silver's last busy bucket: each bucket is solved on its own, so bronze is
+    /// raised for its step although the two peaks together would not fit.
+    #[test]
+    fn peaks_in_consecutive_buckets_are_both_covered() {
+        use crate::forecast::stage::ForecastStage;
+        let mut stage =
+            ForecastStage::new(crate::forecast::Config::default()).with_bucket_seconds(20);
+        // Tenant i (gold, silver, bronze) is busy in the i-th third of the cycle after
+        // silver's (silver 0–80 s, bronze 80–160 s, gold 160–240 s).
+        let busy = |i: usize, t: i64| (t - 1).div_euclid(80).rem_euclid(3) == (i as i64 + 2) % 3;
+        let at = |t: i64| {
+            let mut o = host_of(2.0, &[Class::Gold, Class::Silver, Class::Bronze]);
+            o.at_unix_ms = t * 1000;
+            for (i, tenant) in o.tenants.iter_mut().enumerate() {
+                tenant.vcpus = 1;
+                let u = &mut tenant.usage;
+                u.cpu = Some(if busy(i, t) { 1.0 } else { 0.05 });
+                (u.mem, u.disk, u.net) = (Some(1e5), Some(1e3), Some(1e3));
+            }
+            o
+        };
+        let start = 1_700_000_160; // the start of a cycle (silver's step)
+        let step = start + 240 * 22 + 80; // bronze's step
+        assert!(busy(2, step + 1) && !busy(2, step - 1) && busy(1, step - 1));
+        let mut t = start;
+        while t <= step - 5 {
+            stage.observe(&at(t));
+            t += 5;
+        }
+        let rules = Rules::parse(
+            "[classes.gold]\ntarget = { cpu = 0.9 }\n\
+             [classes.silver]\ntarget = { cpu = 0.9 }\n\
+             [classes.bronze]\ntarget = { cpu = 0.9 }\n",
+            "test",
+        )
+        .unwrap();
+        let obs = at(step - 5);
+        let decide_with = |lead: f64| {
+            let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
+            p.decide(&Inputs {
+                obs: &obs,
+                forecasts: Some(&stage),
+                rules: &rules,
+                lead_s: PerResource {
+                    cpu: lead,
+                    mem: 0.0,
+                    disk: 0.0,
+                    net: 0.0,
+                },
+            })
+        };
+        let both = decide_with(10.05);
+        let cpu: Vec<f64> = both.tenants.iter().map(|t| t.amounts.cpu).collect();
+        assert!(
+            cpu[1] >= 0.9 && cpu[2] >= 0.9,
+            "silver and bronze up: {cpu:?}"
+        );
+        let reasons = both.tenants[2].reasons.as_ref().unwrap();
+        assert!(
+            reasons.cpu.forecast_p50.unwrap() > 0.5,
+            "bronze's reason is its busy bucket's forecast: {reasons:?}"
+        );
+        let now = decide_with(5.0);
+        assert!(
+            now.tenants[2].amounts.cpu < 0.5,
+            "the idle bucket alone: {now:?}"
+        );
     }
 
     #[test]

@@ -294,6 +294,48 @@ pub fn solve(items: &[Item], capacity: Option<f64>, cost: f64) -> Solution {
     }
 }
 
+/// Solve one resource for an allocation that stays in force over several buckets, where a
+/// unit one tenant leaves unused is the others' at once (a rate: CPU time, throughput):
+/// `buckets[b]` are the items with bucket b's demand. Each bucket is solved on its own, so
+/// that in each the demand it is forecast to have fits the capacity, and each tenant gets
+/// the most any bucket gives it, with that bucket's binding and λ (the first of equals).
+/// The allocations add up to more than the capacity only where two tenants' peaks fall in
+/// different buckets. The solution's `lambda` is the highest of the buckets'.
+///
+/// A stock (memory a guest has been given stays with it) must fit as a whole: solve it once,
+/// on each tenant's highest demand over the buckets.
+pub fn solve_each_bucket(buckets: &[Vec<Item>], capacity: Option<f64>, cost: f64) -> Spanning {
+    let mut solutions = buckets.iter().map(|items| solve(items, capacity, cost));
+    let first = solutions
+        .next()
+        .unwrap_or_else(|| solve(&[], capacity, cost));
+    let mut out = Spanning {
+        bucket: vec![0; first.x.len()],
+        lambdas: vec![first.lambda; first.x.len()],
+        solution: first,
+    };
+    for (k, s) in (1..).zip(solutions) {
+        let best = &mut out.solution;
+        best.lambda = best.lambda.max(s.lambda);
+        for (i, (&x, &b)) in s.x.iter().zip(&s.binding).enumerate() {
+            if x > best.x[i] {
+                (best.x[i], best.binding[i]) = (x, b);
+                (out.bucket[i], out.lambdas[i]) = (k, s.lambda);
+            }
+        }
+    }
+    out
+}
+
+/// What [`solve_each_bucket`] gives: the allocations, and for each tenant the bucket that
+/// decided it and that bucket's λ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanning {
+    pub solution: Solution,
+    pub bucket: Vec<usize>,
+    pub lambdas: Vec<f64>,
+}
+
 /// Cost of one solve for `tenants` tenants × 4 resources, for `prescient bench solve`: random
 /// demand curves (seeded), classes 4/2/1, capacity at `scarcity` × what the tenants want at
 /// λ = 0. Returns the CPU nanoseconds of each of `passes` whole solves (4 resources each).

@@ -286,3 +286,45 @@ fn a_jump_at_one_class_price_is_filled_too() {
         s.x
     );
 }
+
+#[test]
+fn peaks_in_different_buckets_each_get_their_busy_quantile() {
+    // Silver is busy in the first bucket the allocation covers, bronze in the second, gold
+    // idle in both, on 2 units. Merged, the two peaks do not fit with gold's tail and the
+    // lowest class is squeezed; bucket by bucket each peak fits.
+    let busy = Demand::from_quantiles(1.0, 1.1, 1.2, 1.4);
+    let idle = Demand::from_quantiles(0.05, 0.3, 0.5, 0.7);
+    let item = |value: f64, demand: Demand| Item {
+        value,
+        priority: value,
+        demand,
+        lo: 0.01,
+        hi: 1.0,
+    };
+    let buckets = vec![
+        vec![item(4.0, idle), item(2.0, busy), item(1.0, idle)],
+        vec![item(4.0, idle), item(2.0, idle), item(1.0, busy)],
+    ];
+    let s = solve_each_bucket(&buckets, Some(2.0), 0.05);
+    for (b, items) in buckets.iter().enumerate() {
+        let alone = solve(items, Some(2.0), 0.05);
+        assert!(alone.x.iter().sum::<f64>() <= 2.0 + 1e-9);
+        for (i, (&x, &own)) in s.solution.x.iter().zip(&alone.x).enumerate() {
+            assert!(x >= own - 1e-12, "bucket {b}, tenant {i}: {x} < {own}");
+        }
+    }
+    assert_eq!(s.solution.x[1], 1.0, "silver's peak: {:?}", s.solution.x);
+    assert_eq!(s.solution.x[2], 1.0, "bronze's peak: {:?}", s.solution.x);
+    assert_eq!(s.solution.binding[2], Binding::Limit);
+    let highest = s.lambdas.iter().copied().fold(0.0, f64::max);
+    assert_eq!(s.solution.lambda, highest);
+
+    // The merged demand (each tenant's highest) squeezes the lowest class below its peak.
+    let merged = [item(4.0, idle), item(2.0, busy), item(1.0, busy)];
+    let m = solve(&merged, Some(2.0), 0.05);
+    assert!(m.x[2] < 0.9, "merged: {:?}", m.x);
+
+    // One bucket: the plain solve.
+    let one = solve_each_bucket(&buckets[..1], Some(2.0), 0.05);
+    assert_eq!(one.solution, solve(&buckets[0], Some(2.0), 0.05));
+}
