@@ -3,8 +3,11 @@
 //! A *rise* of a resource is a sample whose usage stands at least [`threshold`] above the
 //! lowest of the tenant's previous [`BASE_SAMPLES`] samples (its base). It is classified
 //!
-//! * **ahead** in its first sample when that sample ran uncapped and the amount in force
-//!   during it covered the level reached (within [`TOLERANCE`]);
+//! * **ahead** when its first sample ran uncapped and the amount in force during it covered
+//!   the level reached (within [`TOLERANCE`]) in it and in the next sample, itself uncapped:
+//!   a step that came within the first sample's interval shows in it only in part, so the
+//!   next sample tells the level the amount had to cover (a rise one sample long that the
+//!   amount covered is ahead too);
 //! * **late** at the first later sample that ran uncapped with the amount in force covering
 //!   the level (the highest usage seen so far in the rise), late by the seconds from the
 //!   rise's start to the start of that sample (when the amount that covered it came into
@@ -182,6 +185,10 @@ struct Open {
     confirmed: bool,
     /// Classified (ahead or late): only its end is waited for.
     done: bool,
+    /// Its first sample ran uncapped under an amount that covered it: ahead if that amount
+    /// also covers the next sample (a step within the first sample's interval shows in it
+    /// only in part).
+    tentative: bool,
 }
 
 /// One tenant's resource, between samples.
@@ -246,7 +253,16 @@ impl LeadTime {
                 };
                 match &mut tr.open {
                     Some(open) if !capped && u < (open.base + open.level) / 2.0 => {
-                        if open.confirmed && !open.done {
+                        if open.tentative {
+                            // One sample long, and covered.
+                            out.push(rise(
+                                Outcome::Ahead,
+                                open.level,
+                                open.in_force,
+                                open.start_ms,
+                                None,
+                            ));
+                        } else if open.confirmed && !open.done {
                             out.push(rise(
                                 Outcome::NotCovered,
                                 open.level,
@@ -260,6 +276,20 @@ impl LeadTime {
                     Some(open) => {
                         open.level = open.level.max(u);
                         open.confirmed |= open.level >= open.base + threshold(r, t.most(r));
+                        if std::mem::take(&mut open.tentative) {
+                            let first = open.in_force;
+                            if !capped && first.is_none_or(|f| f >= open.level * (1.0 - TOLERANCE))
+                            {
+                                out.push(rise(
+                                    Outcome::Ahead,
+                                    open.level,
+                                    first,
+                                    open.start_ms,
+                                    None,
+                                ));
+                                open.done = true;
+                            }
+                        }
                         if !open.done && covers(open.level) {
                             if open.confirmed {
                                 let covered_from = since.unwrap_or(at);
@@ -282,10 +312,6 @@ impl LeadTime {
                         let base = tr.recent.iter().copied().reduce(f64::min);
                         if let (Some(base), Some(start_ms)) = (base, since) {
                             let confirmed = u >= base + threshold(r, t.most(r));
-                            let ahead = confirmed && covers(u);
-                            if ahead {
-                                out.push(rise(Outcome::Ahead, u, f, start_ms, None));
-                            }
                             if confirmed || capped {
                                 tr.open = Some(Open {
                                     start_ms,
@@ -293,7 +319,8 @@ impl LeadTime {
                                     level: u,
                                     in_force: f,
                                     confirmed,
-                                    done: ahead,
+                                    done: false,
+                                    tentative: confirmed && covers(u),
                                 });
                             }
                         }
@@ -440,15 +467,49 @@ mod tests {
         assert_eq!(rises.len(), 1, "{rises:?}");
         let r = &rises[0];
         assert_eq!(r.outcome, Outcome::Ahead);
-        assert_eq!((r.start_ms, r.end_ms), (30_000, 40_000));
-        assert_eq!((r.level, r.in_force, r.late_s), (0.97, Some(1.2), None));
+        assert_eq!((r.start_ms, r.end_ms), (30_000, 50_000));
+        assert_eq!((r.level, r.in_force, r.late_s), (1.0, Some(1.2), None));
         assert_eq!(lt.totals().cpu.ahead, 1);
         assert_eq!(lt.windows(None).cpu.hour.ahead, 1);
         // Within the tolerance it still covers; capped it does not.
-        let (_, rises) = run(&[IDLE, (1.0, false, Some(0.92))]);
+        let (_, rises) = run(&[IDLE, (1.0, false, Some(0.92)), (1.0, false, Some(0.92))]);
         assert_eq!(rises[0].outcome, Outcome::Ahead);
         let (_, rises) = run(&[IDLE, (1.0, true, Some(1.2))]);
         assert!(rises.is_empty(), "{rises:?}");
+        // One sample long and covered: ahead when it ends.
+        let (_, rises) = run(&[IDLE, IDLE, (1.0, false, Some(1.2)), IDLE]);
+        let r = &rises[0];
+        assert_eq!(
+            (r.outcome, r.start_ms, r.end_ms),
+            (Outcome::Ahead, 20_000, 40_000)
+        );
+    }
+
+    #[test]
+    fn a_step_in_part_of_its_first_sample_is_judged_by_the_level_it_reached() {
+        // The step came in the middle of the sample ending at 30 s: 0.5 shows, which the
+        // 0.55 in force covers, but the next sample is capped at 0.55: late, covered from
+        // 40 s on.
+        let (_, rises) = run(&[
+            IDLE,
+            IDLE,
+            (0.5, false, Some(0.55)),
+            (0.55, true, Some(0.55)),
+            (1.0, false, Some(1.2)),
+        ]);
+        assert_eq!(rises.len(), 1, "{rises:?}");
+        let r = &rises[0];
+        assert_eq!(
+            (r.outcome, r.start_ms, r.level, r.in_force, r.late_s),
+            (Outcome::Late, 20_000, 1.0, Some(0.55), Some(20.0))
+        );
+        // Raised in time for the level the next sample shows: ahead.
+        let (_, rises) = run(&[IDLE, IDLE, (0.5, false, Some(1.2)), (1.0, false, Some(1.2))]);
+        let r = &rises[0];
+        assert_eq!(
+            (r.outcome, r.level, r.end_ms),
+            (Outcome::Ahead, 1.0, 40_000)
+        );
     }
 
     #[test]
@@ -519,6 +580,7 @@ mod tests {
             busy,
             IDLE,
             IDLE,
+            (1.0, false, Some(1.2)),
             (1.0, false, Some(1.2)),
         ]);
         let outcomes: Vec<_> = rises.iter().map(|r| r.outcome).collect();
