@@ -65,6 +65,18 @@ fn vagrantfile_validates_and_names_a_bad_setting() {
         text.contains("PRESCIENT_TENANTS=\"zero\" is not a positive integer"),
         "{text}"
     );
+    // A schedule with random busy phases, and a chance that is no percentage.
+    run(vagrant(&["validate"]).env("PRESCIENT_SCHEDULE", "idle,cpu,rand"));
+    let bad = vagrant(&["validate"])
+        .env("PRESCIENT_RAND_PERCENT", "200")
+        .output()
+        .expect("vagrant");
+    assert!(!bad.status.success());
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        text.contains("PRESCIENT_RAND_PERCENT=\"200\" must be 0..100"),
+        "{text}"
+    );
 }
 
 /// Tears the Vagrant lab down even when an assertion fails half-way.
