@@ -424,6 +424,25 @@ mod tests {
         a.tenants.iter().map(|t| t.amounts.cpu).collect()
     }
 
+    /// A fresh policy's decision on `obs` whose CPU covers `lead_s` seconds ahead.
+    fn ahead_by(
+        obs: &crate::collect::Observation,
+        stage: &crate::forecast::stage::ForecastStage,
+        rules: &Rules,
+        lead_s: f64,
+    ) -> Allocation {
+        let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
+        p.decide(&Inputs {
+            obs,
+            forecasts: Some(stage),
+            rules,
+            lead_s: PerResource {
+                cpu: lead_s,
+                ..Default::default()
+            },
+        })
+    }
+
     /// The allocation decided in the last cycle before a busy bucket, when the next decision
     /// would come into force only inside it, is already raised to the busy bucket's forecast.
     #[test]
@@ -453,21 +472,7 @@ mod tests {
         // holds the steps the forecast missed).
         let rules = Rules::parse("[classes.gold]\ntarget = { cpu = 0.9 }\n", "test").unwrap();
         let obs = at(step - 10);
-        let cpu_with = |lead: f64| {
-            let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
-            let a = p.decide(&Inputs {
-                obs: &obs,
-                forecasts: Some(&stage),
-                rules: &rules,
-                lead_s: PerResource {
-                    cpu: lead,
-                    mem: 0.0,
-                    disk: 0.0,
-                    net: 0.0,
-                },
-            });
-            a.tenants[0].amounts.cpu
-        };
+        let cpu_with = |lead: f64| ahead_by(&obs, &stage, &rules, lead).tenants[0].amounts.cpu;
         let early = cpu_with(10.05);
         let within = cpu_with(5.0);
         assert!(early >= 0.9, "raised for the busy bucket: {early}");
@@ -513,20 +518,7 @@ mod tests {
         )
         .unwrap();
         let obs = at(step - 5);
-        let decide_with = |lead: f64| {
-            let mut p = Prescient::new(Prescient::DEFAULT_COST, true);
-            p.decide(&Inputs {
-                obs: &obs,
-                forecasts: Some(&stage),
-                rules: &rules,
-                lead_s: PerResource {
-                    cpu: lead,
-                    mem: 0.0,
-                    disk: 0.0,
-                    net: 0.0,
-                },
-            })
-        };
+        let decide_with = |lead: f64| ahead_by(&obs, &stage, &rules, lead);
         let both = decide_with(10.05);
         let cpu: Vec<f64> = both.tenants.iter().map(|t| t.amounts.cpu).collect();
         assert!(
