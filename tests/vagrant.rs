@@ -48,6 +48,16 @@ fn schedinfo(domain: &str, field: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {field} in `virsh schedinfo {domain}`:\n{out}"))
 }
 
+/// `vagrant validate` with `var=value` fails; its error output.
+fn refused(var: &str, value: &str) -> String {
+    let bad = vagrant(&["validate"])
+        .env(var, value)
+        .output()
+        .expect("vagrant");
+    assert!(!bad.status.success(), "{var}={value} was accepted");
+    String::from_utf8_lossy(&bad.stderr).into_owned()
+}
+
 #[test]
 fn vagrantfile_validates_and_names_a_bad_setting() {
     let out = run(&mut vagrant(&["validate"]));
@@ -55,24 +65,14 @@ fn vagrantfile_validates_and_names_a_bad_setting() {
         String::from_utf8_lossy(&out.stdout).contains("validated successfully"),
         "{out:?}"
     );
-    let bad = vagrant(&["validate"])
-        .env("PRESCIENT_TENANTS", "zero")
-        .output()
-        .expect("vagrant");
-    assert!(!bad.status.success());
-    let text = String::from_utf8_lossy(&bad.stderr);
+    let text = refused("PRESCIENT_TENANTS", "zero");
     assert!(
         text.contains("PRESCIENT_TENANTS=\"zero\" is not a positive integer"),
         "{text}"
     );
     // A schedule with random busy phases, and a chance that is no percentage.
     run(vagrant(&["validate"]).env("PRESCIENT_SCHEDULE", "idle,cpu,rand"));
-    let bad = vagrant(&["validate"])
-        .env("PRESCIENT_RAND_PERCENT", "200")
-        .output()
-        .expect("vagrant");
-    assert!(!bad.status.success());
-    let text = String::from_utf8_lossy(&bad.stderr);
+    let text = refused("PRESCIENT_RAND_PERCENT", "200");
     assert!(
         text.contains("PRESCIENT_RAND_PERCENT=\"200\" must be 0..100"),
         "{text}"
