@@ -340,3 +340,45 @@ fn mem_steps_are_sorted_where_the_balloon_had_to_move() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_resource_never_changed_is_in_force_at_the_domains_own_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prescient.db");
+    profile(&db);
+    // idle,net,idle: every guest sends 20 MB/s, so the level is 18 MB/s. Tenant 1 is held
+    // at 12.5 MB/s from the start; tenants 2 and 3 never had a throttle: unlimited, so their
+    // allocation never had to rise.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE samples SET net_tx_bytes_per_s = 20000000;
+             INSERT INTO actuations VALUES (1, 30000000, 'net', 12500000, 1);",
+        )
+        .unwrap();
+    let printed = report(dir.path(), &["--schedule", "idle,net,idle"]);
+    let net = std::fs::read_to_string(dir.path().join("steps-prescient-net.tsv")).unwrap();
+    let rows: Vec<(&str, &str, &str)> = net
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], f[9], f[12])
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("prescient-lab-1", "12500000.0", "not_covered"),
+            ("prescient-lab-2", "unlimited", "ahead"),
+            ("prescient-lab-3", "unlimited", "ahead"),
+            ("prescient-lab-3", "unlimited", "ahead"),
+        ]
+    );
+    // No capacity is known for net: neither room nor short is claimed.
+    assert!(
+        printed.contains("  all     steps   1  room   -: ahead   0    -   short   -  all: ahead   0   0 %  late   0  not covered   1"),
+        "{printed}"
+    );
+    assert!(printed.contains("(3 steps left out"), "{printed}");
+}
