@@ -110,6 +110,14 @@ fn report(out: &Path, extra: &[&str]) -> String {
     stdout
 }
 
+/// The report on the profile above changed by `sql`, with the base schedule `schedule`.
+fn report_with(out: &Path, sql: &str, schedule: &str) -> String {
+    let db = out.join("prescient.db");
+    profile(&db);
+    Connection::open(&db).unwrap().execute_batch(sql).unwrap();
+    report(out, &["--schedule", schedule])
+}
+
 /// The steps file's rows as (tenant, step_utc, kind, room, lambda, outcome, late_s, daemon).
 fn steps(out: &Path) -> Vec<Vec<String>> {
     columns(
@@ -306,20 +314,16 @@ fn with_noise_the_random_busy_phases_are_sorted_apart_and_set_against_chance() {
 #[test]
 fn mem_steps_are_sorted_where_the_balloon_had_to_move() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("prescient.db");
-    profile(&db);
     // idle,mem,idle: the same slots as the cpu steps above. Every guest uses 100000 KiB
     // before its phase; the level is that plus 0.9 × the mem phase's 192 MiB.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "UPDATE samples SET mem_used_kib = 100000;
-             INSERT INTO actuations VALUES (1, 30000000, 'mem', 400000, 1),
-                 (2, 30000000, 'mem', 150000, 1), (2, 30125000, 'mem', 350000, 1),
-                 (3, 30000000, 'mem', 150000, 1), (3, 30140000, 'mem', 350000, 1);",
-        )
-        .unwrap();
-    let printed = report(dir.path(), &["--schedule", "idle,mem,idle"]);
+    let printed = report_with(
+        dir.path(),
+        "UPDATE samples SET mem_used_kib = 100000;
+         INSERT INTO actuations VALUES (1, 30000000, 'mem', 400000, 1),
+             (2, 30000000, 'mem', 150000, 1), (2, 30125000, 'mem', 350000, 1),
+             (3, 30000000, 'mem', 150000, 1), (3, 30140000, 'mem', 350000, 1);",
+        "idle,mem,idle",
+    );
     assert_eq!(
         columns(
             &dir.path().join("steps-prescient-mem.tsv"),
@@ -347,19 +351,15 @@ fn mem_steps_are_sorted_where_the_balloon_had_to_move() {
 #[test]
 fn a_resource_never_changed_is_in_force_at_the_domains_own_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("prescient.db");
-    profile(&db);
     // idle,net,idle: every guest sends 20 MB/s, so the level is 18 MB/s. Tenant 1 is held
     // at 12.5 MB/s from the start; tenants 2 and 3 never had a throttle: unlimited, so their
     // allocation never had to rise.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "UPDATE samples SET net_tx_bytes_per_s = 20000000;
-             INSERT INTO actuations VALUES (1, 30000000, 'net', 12500000, 1);",
-        )
-        .unwrap();
-    let printed = report(dir.path(), &["--schedule", "idle,net,idle"]);
+    let printed = report_with(
+        dir.path(),
+        "UPDATE samples SET net_tx_bytes_per_s = 20000000;
+         INSERT INTO actuations VALUES (1, 30000000, 'net', 12500000, 1);",
+        "idle,net,idle",
+    );
     assert_eq!(
         columns(
             &dir.path().join("steps-prescient-net.tsv"),
